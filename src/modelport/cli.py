@@ -1,0 +1,399 @@
+"""The ``modelport`` command line: commands parse, delegate, and print.
+
+Every command builds :class:`~modelport.core.config.Settings` from the environment,
+calls the Python API and prints a table (or JSON with ``--json``). Errors print one
+line to stderr and exit with the error class's code (see ``core/errors.py``).
+Heavy modules (registry, onnx, onnxruntime) are imported inside the commands, so
+``modelport --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+
+from modelport.core.config import Settings
+from modelport.core.errors import InvalidArgument, ModelportError
+
+if TYPE_CHECKING:
+    from modelport.registry import ModelVersion, Registry
+
+app = typer.Typer(
+    name="modelport",
+    help="Register, convert, optimize, serve and monitor ML models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(
+    help="List, inspect, export and delete registered models.", no_args_is_help=True
+)
+alias_app = typer.Typer(
+    help="Point aliases (production, staging, …) at versions.", no_args_is_help=True
+)
+registry_app = typer.Typer(help="Check and clean the registry's storage.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(alias_app, name="alias")
+app.add_typer(registry_app, name="registry")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _registry() -> Registry:
+    from modelport.registry import Registry
+
+    return Registry.from_settings(Settings())
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r))
+    Console().print(table)
+
+
+def _parse_pairs(pairs: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for p in pairs or []:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"{what} {p!r} must look like key=value")
+        out[key] = value
+    return out
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _show_version(v: ModelVersion) -> None:
+    from rich.console import Console
+
+    con = Console()
+    con.print(f"[bold]{v.ref}[/bold]  {v.framework}/{v.format}  {_human_size(v.size)}")
+    if v.aliases:
+        con.print("aliases:   " + ", ".join(f"@{a}" for a in v.aliases))
+    if v.description:
+        con.print(f"about:     {v.description}")
+    con.print(f"created:   {v.created_at.isoformat()}")
+    parent = f" from {v.lineage.parent}" if v.lineage.parent else ""
+    con.print(f"lineage:   {v.lineage.operation}{parent}")
+    if v.tags:
+        con.print("tags:      " + ", ".join(f"{k}={val}" for k, val in v.tags.items()))
+    if v.metrics:
+        con.print("metrics:   " + ", ".join(f"{k}={val:g}" for k, val in v.metrics.items()))
+    rows: list[list[Any]] = [
+        ["input", t.name, t.datatype, list(t.shape)] for t in v.signature.inputs
+    ]
+    rows += [["output", t.name, t.datatype, list(t.shape)] for t in v.signature.outputs]
+    _table("signature", ["", "name", "datatype", "shape"], rows)
+    _table(
+        "files",
+        ["path", "sha256", "size"],
+        [[f.path, f.digest[:16] + "…", _human_size(f.size)] for f in v.files],
+    )
+
+
+# ---------------------------------------------------------------------------- register
+
+
+@app.command()
+def register(
+    path: Annotated[Path, typer.Argument(help="Model file or directory.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Model name.")],
+    description: Annotated[str, typer.Option(help="What this version is.")] = "",
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="key=value, repeatable.")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="name=number, repeatable.")
+    ] = None,
+    framework: Annotated[
+        str | None, typer.Option(help="Skip detection and read the file as this format.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a model file as the next version of NAME; prints its reference (NAME:N)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from modelport.core.types import validate_name
+
+    validate_name(name)
+    tags = _parse_pairs(tag, "tag")
+    metrics = _parse_pairs(metric, "metric")
+    reg = _registry()
+    fmt = reg.detect(path, framework)
+    if not as_json:
+        typer.echo(f"detected {fmt.framework} model ({fmt.name}) in {path.name}", err=True)
+    total = sum(
+        p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()
+    )
+    show = total >= 16 << 20 and sys.stderr.isatty()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        disable=not show,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("uploading", total=total)
+        version = reg.register(
+            path,
+            name,
+            framework=fmt.name,
+            description=description,
+            tags=tags,
+            metrics=metrics,  # type: ignore[arg-type]  # validated to floats by the registry
+            progress=lambda n: bar.advance(task, n),
+        )
+    if as_json:
+        _print_json(version.to_dict())
+    else:
+        typer.echo(version.ref)
+
+
+# ---------------------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list(as_json: JsonOpt = False) -> None:
+    """List every model with its latest version and aliases."""
+    models = _registry().list()
+    if as_json:
+        _print_json([m.to_dict() for m in models])
+        return
+    _table(
+        None,
+        ["name", "latest", "versions", "aliases", "created"],
+        [
+            [
+                m.name,
+                m.latest_version,
+                m.version_count,
+                ", ".join(f"{a}→{v}" for a, v in m.aliases.items()),
+                m.created_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+            for m in models
+        ],
+    )
+
+
+@models_app.command("show")
+def models_show(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one version: signature, files, lineage, tags and metrics."""
+    v = _registry().get(ref)
+    if as_json:
+        _print_json(v.to_dict())
+    else:
+        _show_version(v)
+
+
+@models_app.command("versions")
+def models_versions(name: str, as_json: JsonOpt = False) -> None:
+    """List the versions of a model."""
+    versions = _registry().versions(name)
+    if as_json:
+        _print_json([v.to_dict() for v in versions])
+        return
+    _table(
+        name,
+        ["version", "framework", "format", "size", "aliases", "lineage", "created"],
+        [
+            [
+                v.version,
+                v.framework,
+                v.format,
+                _human_size(v.size),
+                ", ".join(v.aliases),
+                v.lineage.operation + (f" ← {v.lineage.parent}" if v.lineage.parent else ""),
+                v.created_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+            for v in versions
+        ],
+    )
+
+
+@models_app.command("delete")
+def models_delete(
+    ref: Annotated[str, typer.Argument(help="NAME:VERSION, or NAME with --all.")],
+    all_versions: Annotated[bool, typer.Option("--all", help="Delete the whole model.")] = False,
+    force: Annotated[bool, typer.Option(help="Also delete aliased versions.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a version (or a whole model) and the blobs nothing else uses."""
+    deleted = _registry().delete(ref, all_versions=all_versions, force=force)
+    if as_json:
+        _print_json({"deleted": deleted})
+    else:
+        typer.echo("deleted " + ", ".join(deleted))
+
+
+@models_app.command("export")
+def models_export(
+    ref: str,
+    out: Annotated[Path, typer.Option("--out", "-o", help="New or empty directory.")],
+) -> None:
+    """Write a version's files and its manifest (modelport.json) into a directory."""
+    target = _registry().export(ref, out)
+    typer.echo(str(target))
+
+
+# ---------------------------------------------------------------------------- aliases
+
+
+@alias_app.command("set")
+def alias_set(
+    name: str,
+    alias: str,
+    version: int,
+    expect: Annotated[
+        int | None,
+        typer.Option(help="Only move if the alias now points at this version (0: unset)."),
+    ] = None,
+) -> None:
+    """Point NAME@ALIAS at VERSION (atomically; the move is kept in the history)."""
+    info = _registry().set_alias(name, alias, version, expect=expect)
+    typer.echo(f"{info.model}@{info.alias} → {info.version}")
+
+
+@alias_app.command("list")
+def alias_list(
+    name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    history: Annotated[bool, typer.Option(help="Show every move instead (needs NAME).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List aliases, or with --history every move of NAME's aliases."""
+    reg = _registry()
+    if history:
+        if name is None:
+            raise InvalidArgument("--history needs a model NAME")
+        events = reg.alias_history(name)
+        if as_json:
+            _print_json([e.to_dict() for e in events])
+            return
+        _table(
+            f"{name} alias history",
+            ["at", "alias", "from", "to"],
+            [
+                [e.at.strftime("%Y-%m-%d %H:%M:%S"), e.alias, e.from_version, e.to_version]
+                for e in events
+            ],
+        )
+        return
+    aliases = reg.aliases(name)
+    if as_json:
+        _print_json([a.to_dict() for a in aliases])
+        return
+    _table(
+        None,
+        ["model", "alias", "version", "updated"],
+        [
+            [a.model, a.alias, a.version, a.updated_at.strftime("%Y-%m-%d %H:%M:%S")]
+            for a in aliases
+        ],
+    )
+
+
+@alias_app.command("delete")
+def alias_delete(name: str, alias: str) -> None:
+    """Remove NAME@ALIAS."""
+    _registry().delete_alias(name, alias)
+    typer.echo(f"deleted {name}@{alias}")
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+@registry_app.command("check")
+def registry_check(
+    quick: Annotated[bool, typer.Option(help="Skip re-hashing blob contents.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify every version against its manifest and blobs (exit 11 on problems)."""
+    from modelport.core.errors import IntegrityError
+
+    report = _registry().check(verify_content=not quick)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        typer.echo(
+            f"checked {report.versions_checked} versions, {report.blobs_checked} blobs: "
+            + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
+        )
+        for p in report.problems:
+            typer.echo(f"  ✗ {p}")
+        if report.unreferenced_blobs:
+            typer.echo(
+                f"  {len(report.unreferenced_blobs)} unreferenced blob(s), "
+                f"{_human_size(report.unreferenced_bytes)} (reclaim with: modelport registry gc)"
+            )
+    if not report.ok:
+        raise IntegrityError(f"registry check found {len(report.problems)} problem(s)")
+
+
+@registry_app.command("gc")
+def registry_gc(
+    grace: Annotated[
+        float | None,
+        typer.Option(help="Keep unreferenced blobs younger than this many seconds."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove blobs no version uses and leftovers of interrupted uploads."""
+    report = _registry().gc(grace)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        typer.echo(
+            f"removed {report.blobs_removed} blob(s) ({_human_size(report.bytes_freed)}), "
+            f"{report.temp_files_removed} temp file(s)"
+        )
+
+
+@app.command()
+def version() -> None:
+    """Print modelport's version."""
+    from modelport import __version__
+
+    typer.echo(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and map errors to exit codes (see core/errors.py)."""
+    try:
+        result = app(args=argv, prog_name="modelport", standalone_mode=False)
+    except ModelportError as e:
+        typer.echo(f"error: {e}", err=True)
+        return e.exit_code
+    except click.exceptions.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The two contracts every framework plugs into: a model format and a runtime.
+
+- :class:`ModelFormat` recognises a framework's files by their content, checks them and
+  reads (or derives) the :class:`~modelport.core.types.ModelSignature`. The registry
+  uses it at registration; it never runs the model.
+- :class:`Runtime` loads a registered version and predicts on named numpy arrays. It is
+  synchronous, never sees JSON, HTTP or gRPC, and is thread-safe unless it says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from modelport.core.types import ModelSignature
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What a format found in a model: its signature and the files to store.
+
+    ``files`` maps the name a file gets inside the version (relative, ``/``-separated)
+    to where it is now; ``entry`` is the file a runtime opens.
+    """
+
+    format: str
+    framework: str
+    signature: ModelSignature
+    files: dict[str, Path]
+    entry: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """Knobs a runtime may honour; unknown ones are ignored."""
+
+    intra_op_threads: int = 0  # 0 = the library's default
+    inter_op_threads: int = 0
+    graph_optimization: str = "all"  # disable | basic | extended | all
+    providers: tuple[str, ...] = ()  # empty = best available
+
+
+class ModelFormat(Protocol):
+    """A framework's on-disk model format."""
+
+    name: str
+    framework: str
+
+    def sniff(self, path: Path) -> bool:
+        """True when ``path`` holds this format, judged by content, cheaply."""
+        ...
+
+    def inspect(self, path: Path) -> Inspection:
+        """Check the model and read its signature; raise InvalidModel if it is broken."""
+        ...
+
+
+class Runtime(Protocol):
+    """A loaded model version."""
+
+    @property
+    def signature(self) -> ModelSignature: ...
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
