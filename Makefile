@@ -2,7 +2,7 @@
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
-EXTRAS  := dev,postgres,s3
+EXTRAS  := dev
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
 .PHONY: install demo test lint bench clean
@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "needs $(PY) on PATH (or: make PY=python3)"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# the CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build
+	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@

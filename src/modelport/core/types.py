@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.core.errors import InvalidArgument, InvalidName
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Model and alias names: a letter or digit, then letters, digits, ``.``, ``_`` or ``-``.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -179,3 +182,44 @@ class ModelRef:
         if self.alias is not None:
             return f"{self.name}@{self.alias}"
         return self.name
+
+
+@dataclass(slots=True)
+class RequestedOutput:
+    """An output the client asked for, with its wire preferences.
+
+    ``binary`` is None when the client did not say (the request default applies);
+    ``classification`` > 0 asks for the top-N classes as BYTES ``"score:index"``.
+    """
+
+    name: str
+    binary: bool | None = None
+    classification: int = 0
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class InferenceRequest:
+    """A decoded inference request: named numpy arrays plus parameters.
+
+    Every wire format (V2 JSON/binary, gRPC, TF Serving) decodes into this; the data
+    plane and runtimes never see the wire. ``outputs`` None means "all outputs".
+    BYTES tensors are numpy object arrays of ``bytes``.
+    """
+
+    inputs: dict[str, np.ndarray]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    outputs: list[RequestedOutput] | None = None
+    binary_output: bool = False  # request-level default for outputs (binary_data_output)
+
+
+@dataclass(slots=True)
+class InferenceResponse:
+    """A model's answer: named numpy arrays, the version that produced them, the id."""
+
+    model_name: str
+    model_version: str
+    outputs: dict[str, np.ndarray]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from modelport.core.errors import UnsupportedFormat
-from modelport.runtimes.base import Inspection, ModelFormat, Runtime, RuntimeOptions
+from modelport.runtimes.base import Inspection, LoadSpec, ModelFormat, Runtime, RuntimeOptions
 
 #: format name → "module:Class" of its ModelFormat, in sniffing order
 FORMATS: dict[str, str] = {
@@ -34,12 +34,26 @@ def formats() -> list[ModelFormat]:
     return [get_format(n) for n in FORMATS]
 
 
+def load_runtime(
+    format_name: str, spec: LoadSpec, options: RuntimeOptions | None = None
+) -> Runtime:
+    """Load a stored version with the runtime of its format.
+
+    Example:
+        >>> rt = load_runtime("onnx", LoadSpec(path, "model.onnx", signature))  # doctest: +SKIP
+        >>> rt.predict({"X": batch})                                          # doctest: +SKIP
+    """
+    return get_format(format_name).load(spec, options or RuntimeOptions())
+
+
 __all__ = [
     "FORMATS",
     "Inspection",
+    "LoadSpec",
     "ModelFormat",
     "Runtime",
     "RuntimeOptions",
     "formats",
     "get_format",
+    "load_runtime",
 ]

@@ -35,6 +35,22 @@ class Inspection:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """Everything a format needs to load a stored version (without the registry).
+
+    ``directory`` holds the version's files (verified); ``entry`` is the main file;
+    ``extra`` is the format-specific metadata recorded at registration; ``trusted``
+    is True only when the version was registered with explicit trust (pickle).
+    """
+
+    directory: Path
+    entry: str
+    signature: ModelSignature
+    extra: dict[str, Any] = field(default_factory=dict)
+    trusted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeOptions:
     """Knobs a runtime may honour; unknown ones are ignored."""
 
@@ -54,8 +70,22 @@ class ModelFormat(Protocol):
         """True when ``path`` holds this format, judged by content, cheaply."""
         ...
 
-    def inspect(self, path: Path) -> Inspection:
-        """Check the model and read its signature; raise InvalidModel if it is broken."""
+    def inspect(
+        self,
+        path: Path,
+        *,
+        sample_input: dict[str, np.ndarray] | None = None,
+        trust: bool = False,
+    ) -> Inspection:
+        """Check the model and read (or, from ``sample_input``, derive) its signature.
+
+        Raises InvalidModel if it is broken; formats that would run code on load
+        (pickle) refuse unless ``trust``.
+        """
+        ...
+
+    def load(self, spec: LoadSpec, options: RuntimeOptions) -> Runtime:
+        """Load a stored version for inference."""
         ...
 
 

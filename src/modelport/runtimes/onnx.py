@@ -15,7 +15,7 @@ import numpy as np
 
 from modelport.core.errors import InvalidModel, MissingDependency, ModelExecutionError
 from modelport.core.types import ModelSignature, TensorSpec
-from modelport.runtimes.base import Inspection, RuntimeOptions
+from modelport.runtimes.base import Inspection, LoadSpec, RuntimeOptions
 
 # onnx.TensorProto.DataType → Open Inference Protocol datatype
 ONNX_TO_V2 = {
@@ -128,7 +128,18 @@ class OnnxFormat:
             return False
         return bool(model.ir_version) and len(model.graph.output) > 0
 
-    def inspect(self, path: Path) -> Inspection:
+    def inspect(
+        self,
+        path: Path,
+        *,
+        sample_input: dict[str, np.ndarray] | None = None,
+        trust: bool = False,
+    ) -> Inspection:
+        """Check with ``onnx.checker`` and read the signature from the graph.
+
+        ``sample_input`` and ``trust`` are accepted for the common contract: ONNX
+        carries its own signature and never runs code on load.
+        """
         onnx = _onnx()
         if not path.is_file():
             raise InvalidModel(f"{path} is not a file; give the .onnx file")
@@ -157,6 +168,9 @@ class OnnxFormat:
         if skipped:
             extra["non_tensor_outputs"] = skipped
         return Inspection(self.name, self.framework, signature, files, entry, extra)
+
+    def load(self, spec: LoadSpec, options: RuntimeOptions) -> OnnxRuntime:
+        return OnnxRuntime.from_path(spec.directory / spec.entry, options)
 
 
 class OnnxRuntime:

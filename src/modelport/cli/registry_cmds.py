@@ -1,35 +1,27 @@
-"""The ``modelport`` command line: commands parse, delegate, and print.
-
-Every command builds :class:`~modelport.core.config.Settings` from the environment,
-calls the Python API and prints a table (or JSON with ``--json``). Errors print one
-line to stderr and exit with the error class's code (see ``core/errors.py``).
-Heavy modules (registry, onnx, onnxruntime) are imported inside the commands, so
-``modelport --help`` stays fast.
-"""
+"""Registry commands: register, models …, alias …, registry …."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 
-from modelport.core.config import Settings
-from modelport.core.errors import InvalidArgument, ModelportError
+from modelport.cli._app import (
+    JsonOpt,
+    app,
+    human_size,
+    open_registry,
+    parse_pairs,
+    print_json,
+    table,
+)
+from modelport.core.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from modelport.registry import ModelVersion, Registry
+    from modelport.registry import ModelVersion
 
-app = typer.Typer(
-    name="modelport",
-    help="Register, convert, optimize, serve and monitor ML models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 models_app = typer.Typer(
     help="List, inspect, export and delete registered models.", no_args_is_help=True
 )
@@ -41,55 +33,12 @@ app.add_typer(models_app, name="models")
 app.add_typer(alias_app, name="alias")
 app.add_typer(registry_app, name="registry")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _registry() -> Registry:
-    from modelport.registry import Registry
-
-    return Registry.from_settings(Settings())
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def _table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r))
-    Console().print(table)
-
-
-def _parse_pairs(pairs: list[str] | None, what: str) -> dict[str, str]:
-    out = {}
-    for p in pairs or []:
-        key, sep, value = p.partition("=")
-        if not sep or not key:
-            raise InvalidArgument(f"{what} {p!r} must look like key=value")
-        out[key] = value
-    return out
-
-
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
 
 def _show_version(v: ModelVersion) -> None:
     from rich.console import Console
 
     con = Console()
-    con.print(f"[bold]{v.ref}[/bold]  {v.framework}/{v.format}  {_human_size(v.size)}")
+    con.print(f"[bold]{v.ref}[/bold]  {v.framework}/{v.format}  {human_size(v.size)}")
     if v.aliases:
         con.print("aliases:   " + ", ".join(f"@{a}" for a in v.aliases))
     if v.description:
@@ -105,11 +54,11 @@ def _show_version(v: ModelVersion) -> None:
         ["input", t.name, t.datatype, list(t.shape)] for t in v.signature.inputs
     ]
     rows += [["output", t.name, t.datatype, list(t.shape)] for t in v.signature.outputs]
-    _table("signature", ["", "name", "datatype", "shape"], rows)
-    _table(
+    table("signature", ["", "name", "datatype", "shape"], rows)
+    table(
         "files",
         ["path", "sha256", "size"],
-        [[f.path, f.digest[:16] + "…", _human_size(f.size)] for f in v.files],
+        [[f.path, f.digest[:16] + "…", human_size(f.size)] for f in v.files],
     )
 
 
@@ -136,9 +85,9 @@ def register(
     from modelport.core.types import validate_name
 
     validate_name(name)
-    tags = _parse_pairs(tag, "tag")
-    metrics = _parse_pairs(metric, "metric")
-    reg = _registry()
+    tags = parse_pairs(tag, "tag")
+    metrics = parse_pairs(metric, "metric")
+    reg = open_registry()
     fmt = reg.detect(path, framework)
     if not as_json:
         typer.echo(f"detected {fmt.framework} model ({fmt.name}) in {path.name}", err=True)
@@ -165,7 +114,7 @@ def register(
             progress=lambda n: bar.advance(task, n),
         )
     if as_json:
-        _print_json(version.to_dict())
+        print_json(version.to_dict())
     else:
         typer.echo(version.ref)
 
@@ -176,11 +125,11 @@ def register(
 @models_app.command("list")
 def models_list(as_json: JsonOpt = False) -> None:
     """List every model with its latest version and aliases."""
-    models = _registry().list()
+    models = open_registry().list()
     if as_json:
-        _print_json([m.to_dict() for m in models])
+        print_json([m.to_dict() for m in models])
         return
-    _table(
+    table(
         None,
         ["name", "latest", "versions", "aliases", "created"],
         [
@@ -202,9 +151,9 @@ def models_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one version: signature, files, lineage, tags and metrics."""
-    v = _registry().get(ref)
+    v = open_registry().get(ref)
     if as_json:
-        _print_json(v.to_dict())
+        print_json(v.to_dict())
     else:
         _show_version(v)
 
@@ -212,11 +161,11 @@ def models_show(
 @models_app.command("versions")
 def models_versions(name: str, as_json: JsonOpt = False) -> None:
     """List the versions of a model."""
-    versions = _registry().versions(name)
+    versions = open_registry().versions(name)
     if as_json:
-        _print_json([v.to_dict() for v in versions])
+        print_json([v.to_dict() for v in versions])
         return
-    _table(
+    table(
         name,
         ["version", "framework", "format", "size", "aliases", "lineage", "created"],
         [
@@ -224,7 +173,7 @@ def models_versions(name: str, as_json: JsonOpt = False) -> None:
                 v.version,
                 v.framework,
                 v.format,
-                _human_size(v.size),
+                human_size(v.size),
                 ", ".join(v.aliases),
                 v.lineage.operation + (f" ← {v.lineage.parent}" if v.lineage.parent else ""),
                 v.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -242,9 +191,9 @@ def models_delete(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a version (or a whole model) and the blobs nothing else uses."""
-    deleted = _registry().delete(ref, all_versions=all_versions, force=force)
+    deleted = open_registry().delete(ref, all_versions=all_versions, force=force)
     if as_json:
-        _print_json({"deleted": deleted})
+        print_json({"deleted": deleted})
     else:
         typer.echo("deleted " + ", ".join(deleted))
 
@@ -255,7 +204,7 @@ def models_export(
     out: Annotated[Path, typer.Option("--out", "-o", help="New or empty directory.")],
 ) -> None:
     """Write a version's files and its manifest (modelport.json) into a directory."""
-    target = _registry().export(ref, out)
+    target = open_registry().export(ref, out)
     typer.echo(str(target))
 
 
@@ -273,7 +222,7 @@ def alias_set(
     ] = None,
 ) -> None:
     """Point NAME@ALIAS at VERSION (atomically; the move is kept in the history)."""
-    info = _registry().set_alias(name, alias, version, expect=expect)
+    info = open_registry().set_alias(name, alias, version, expect=expect)
     typer.echo(f"{info.model}@{info.alias} → {info.version}")
 
 
@@ -284,15 +233,15 @@ def alias_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List aliases, or with --history every move of NAME's aliases."""
-    reg = _registry()
+    reg = open_registry()
     if history:
         if name is None:
             raise InvalidArgument("--history needs a model NAME")
         events = reg.alias_history(name)
         if as_json:
-            _print_json([e.to_dict() for e in events])
+            print_json([e.to_dict() for e in events])
             return
-        _table(
+        table(
             f"{name} alias history",
             ["at", "alias", "from", "to"],
             [
@@ -303,9 +252,9 @@ def alias_list(
         return
     aliases = reg.aliases(name)
     if as_json:
-        _print_json([a.to_dict() for a in aliases])
+        print_json([a.to_dict() for a in aliases])
         return
-    _table(
+    table(
         None,
         ["model", "alias", "version", "updated"],
         [
@@ -318,7 +267,7 @@ def alias_list(
 @alias_app.command("delete")
 def alias_delete(name: str, alias: str) -> None:
     """Remove NAME@ALIAS."""
-    _registry().delete_alias(name, alias)
+    open_registry().delete_alias(name, alias)
     typer.echo(f"deleted {name}@{alias}")
 
 
@@ -333,9 +282,9 @@ def registry_check(
     """Verify every version against its manifest and blobs (exit 11 on problems)."""
     from modelport.core.errors import IntegrityError
 
-    report = _registry().check(verify_content=not quick)
+    report = open_registry().check(verify_content=not quick)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         typer.echo(
             f"checked {report.versions_checked} versions, {report.blobs_checked} blobs: "
@@ -346,7 +295,7 @@ def registry_check(
         if report.unreferenced_blobs:
             typer.echo(
                 f"  {len(report.unreferenced_blobs)} unreferenced blob(s), "
-                f"{_human_size(report.unreferenced_bytes)} (reclaim with: modelport registry gc)"
+                f"{human_size(report.unreferenced_bytes)} (reclaim with: modelport registry gc)"
             )
     if not report.ok:
         raise IntegrityError(f"registry check found {len(report.problems)} problem(s)")
@@ -361,39 +310,11 @@ def registry_gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove blobs no version uses and leftovers of interrupted uploads."""
-    report = _registry().gc(grace)
+    report = open_registry().gc(grace)
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         typer.echo(
-            f"removed {report.blobs_removed} blob(s) ({_human_size(report.bytes_freed)}), "
+            f"removed {report.blobs_removed} blob(s) ({human_size(report.bytes_freed)}), "
             f"{report.temp_files_removed} temp file(s)"
         )
-
-
-@app.command()
-def version() -> None:
-    """Print modelport's version."""
-    from modelport import __version__
-
-    typer.echo(__version__)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI and map errors to exit codes (see core/errors.py)."""
-    try:
-        result = app(args=argv, prog_name="modelport", standalone_mode=False)
-    except ModelportError as e:
-        typer.echo(f"error: {e}", err=True)
-        return e.exit_code
-    except click.exceptions.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    return result if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

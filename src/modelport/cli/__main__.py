@@ -1,0 +1,7 @@
+"""python -m modelport.cli"""
+
+import sys
+
+from modelport.cli import main
+
+sys.exit(main())
