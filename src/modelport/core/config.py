@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,3 +67,73 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Where registered versions are materialised for loading."""
         return self.home / "cache"
+
+    # ------------------------------------------------------------------ security
+    auth_enabled: bool = Field(
+        default=False,
+        description="Require credentials (API key or JWT) on every route except health. "
+        "Serving on an address other than 127.0.0.1 requires it unless --insecure.",
+    )
+    jwks_file: Path | None = Field(
+        default=None,
+        description="JSON Web Key Set (file) whose keys verify JWT bearer tokens; "
+        "unset: only API keys are accepted.",
+    )
+    jwt_role_claim: str = Field(
+        default="roles", description="JWT claim holding the role name or list of roles."
+    )
+    jwt_audience: str | None = Field(
+        default=None, description="Required JWT 'aud' claim; unset: tokens must carry none."
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required JWT 'iss' claim.")
+    require_signatures: bool = Field(
+        default=False,
+        description="Refuse to load a model version without a valid signature by a trusted key.",
+    )
+    trusted_public_keys: list[Path] = Field(
+        default_factory=list,
+        description="Ed25519 public key files (PEM) whose signatures are trusted, besides "
+        "the signing keys kept under home/keys.",
+    )
+    signing_key: str | None = Field(
+        default=None,
+        description="Name of the signing key (under home/keys) that signs new versions.",
+    )
+    master_key_file: Path | None = Field(
+        default=None,
+        description="File holding the 32-byte master key (base64) that wraps the data keys "
+        "of encrypted artifacts.",
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="The master key itself (base64 of 32 bytes), e.g. from a secret store; "
+        "takes precedence over master_key_file.",
+    )
+    fetch_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts the server may fetch models from (exact names or '*.example.com'); "
+        "empty: no server-side fetch at all.",
+    )
+    fetch_allow_http: bool = Field(
+        default=False, description="Also allow plain http:// for server-side fetches."
+    )
+    fetch_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Private networks (CIDR) an operator explicitly opens for fetches, "
+        "e.g. an internal object store; loopback and private ranges are refused otherwise.",
+    )
+
+    @property
+    def auth_dir(self) -> Path:
+        """Where API key hashes live (``keys.json``)."""
+        return self.home / "auth"
+
+    @property
+    def signing_keys_dir(self) -> Path:
+        """Where Ed25519 signing keys live."""
+        return self.home / "keys"
+
+    @property
+    def audit_log(self) -> Path:
+        """The append-only, hash-chained audit log."""
+        return self.home / "audit" / "audit.log"

@@ -23,6 +23,8 @@ RPC framework leaks into the core.
     ├── MissingDependency               501  UNIMPLEMENTED        exit 9
     ├── StorageError                    500  INTERNAL             exit 10
     │   └── IntegrityError              500  DATA_LOSS            exit 11
+    │       ├── SignatureError          500  DATA_LOSS            exit 11
+    │       └── DecryptionError         500  DATA_LOSS            exit 11
     └── ModelExecutionError             500  INTERNAL             exit 12
 """
 
@@ -206,10 +208,21 @@ class ModelExecutionError(ModelportError):
     exit_code = 12
 
 
+class SignatureError(IntegrityError):
+    """A signed artifact is tampered with, unsigned where signing is required, or signed
+    by a key that is not trusted."""
+
+
+class DecryptionError(IntegrityError):
+    """Encrypted bytes cannot be opened: wrong key, truncated or modified ciphertext, or
+    associated data (model name, version) that does not match."""
+
+
 __all__ = [
     "AlreadyExists",
     "Conflict",
     "DeadlineExceeded",
+    "DecryptionError",
     "FailedPrecondition",
     "GrpcCode",
     "IntegrityError",
@@ -222,6 +235,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "SignatureError",
     "StorageError",
     "Unauthenticated",
     "Unavailable",
