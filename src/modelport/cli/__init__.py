@@ -13,7 +13,11 @@ from __future__ import annotations
 import click
 import typer
 
-from modelport.cli import registry_cmds  # noqa: F401  (registers its commands)
+import modelport.cli.monitor_cmds  # noqa: F401  (registers its commands)
+from modelport.cli import (
+    registry_cmds,  # noqa: F401  (registers its commands)
+    serve_cmds,  # noqa: F401
+)
 from modelport.cli._app import app
 from modelport.core.errors import ModelportError
 

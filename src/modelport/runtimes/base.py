@@ -58,6 +58,7 @@ class RuntimeOptions:
     inter_op_threads: int = 0
     graph_optimization: str = "all"  # disable | basic | extended | all
     providers: tuple[str, ...] = ()  # empty = best available
+    spinning: bool = False  # let idle intra-op threads spin (burns CPU the server needs)
 
 
 class ModelFormat(Protocol):

@@ -1,0 +1,62 @@
+"""The composition root of the server: settings → registry → manager → data plane → adapters.
+
+Everything the server uses is built here and passed down by constructor; nothing
+else in ``serving`` creates long-lived objects on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from modelport.core.config import Settings
+from modelport.registry import Registry
+from modelport.serving.config import ModelConfig, ServeConfig
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.manager import ModelManager
+from modelport.serving.rest import RestApp
+
+
+@dataclass
+class ServingApp:
+    """The objects of one server process."""
+
+    settings: Settings
+    config: ServeConfig
+    registry: Registry
+    pool: ThreadPoolExecutor
+    manager: ModelManager
+    dataplane: DataPlane
+    rest: RestApp
+
+    async def close(self) -> None:
+        await self.manager.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.registry.close()
+
+
+def model_configs(config: ServeConfig, registry: Registry) -> list[ModelConfig]:
+    """The models to serve: the configured ones, plus every registry model with --all."""
+    models = list(config.models)
+    if config.serve_all:
+        named = {m.parsed_ref().name for m in models}
+        models += [config.for_model(s.name) for s in registry.list() if s.name not in named]
+    return models
+
+
+async def build_app(
+    settings: Settings, config: ServeConfig, registry: Registry | None = None
+) -> ServingApp:
+    """Build and load everything ``config`` asks for (failed loads are recorded)."""
+    registry = registry or Registry.from_settings(settings)
+    pool = ThreadPoolExecutor(
+        max_workers=config.threads or max(2, os.cpu_count() or 1),
+        thread_name_prefix="modelport-infer",
+    )
+    manager = ModelManager(registry, pool, drain_timeout_s=config.drain_timeout_s)
+    for model in model_configs(config, registry):
+        await manager.add(model)
+    dataplane = DataPlane(manager, config)
+    rest = RestApp(dataplane, max_body_bytes=config.max_body_bytes)
+    return ServingApp(settings, config, registry, pool, manager, dataplane, rest)

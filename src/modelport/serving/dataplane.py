@@ -1,0 +1,234 @@
+"""The transport-agnostic data plane: every protocol adapter (REST, gRPC) calls this.
+
+It answers health, metadata, configuration, statistics and repository questions from
+memory and runs inference: resolve the version, validate the request once against its
+signature, execute (batched or not), keep statistics. It never reads the registry on
+the request path and never sees JSON, HTTP or gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from modelport import __version__
+from modelport.core.errors import DeadlineExceeded, InvalidArgument, ModelportError, NotFound
+from modelport.core.types import InferenceRequest, InferenceResponse, ModelSignature
+from modelport.protocol.triton_config import model_config as triton_model_config
+from modelport.protocol.triton_config import model_metadata as v2_model_metadata
+from modelport.protocol.triton_config import platform_of
+from modelport.protocol.validate import validate_request
+from modelport.serving.config import ServeConfig
+from modelport.serving.manager import LoadedVersion, ModelManager, State
+
+EXTENSIONS = [
+    "binary_tensor_data",
+    "classification",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+    "parameters",
+]
+
+RequestHook = Callable[[LoadedVersion, InferenceRequest, InferenceResponse | None, int], None]
+
+
+class DataPlane:
+    """Inference and model control over the loaded models of a :class:`ModelManager`."""
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        config: ServeConfig,
+        *,
+        on_request: RequestHook | None = None,
+    ) -> None:
+        self.manager = manager
+        self.config = config
+        self._live = True
+        self.accepting = True
+        self._on_request = on_request
+        self.inflight = 0
+
+    # ---------------------------------------------------------------- health
+
+    def live(self) -> bool:
+        return self._live
+
+    def ready(self) -> bool:
+        """Ready when accepting traffic and every configured model answers."""
+        if not self.accepting:
+            return False
+        models = self.manager.models.values()
+        return all(m.state == State.READY or m.unloaded for m in models)
+
+    def stop_accepting(self) -> None:
+        """Readiness fails from now on (first step of a graceful shutdown)."""
+        self.accepting = False
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        try:
+            self.manager.resolve(name, version)
+        except ModelportError:
+            return False
+        return self.accepting
+
+    # ---------------------------------------------------------------- metadata
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelport", "version": __version__, "extensions": EXTENSIONS}
+
+    def _loaded(self, name: str, version: str | None) -> LoadedVersion:
+        return self.manager.resolve(name, version)
+
+    def signature(self, name: str, version: str | None = None) -> ModelSignature:
+        return self._loaded(name, version).signature
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        loaded = self._loaded(name, version)
+        model = self.manager.models[name]
+        versions = [str(v) for v in sorted(model.versions)]
+        return v2_model_metadata(
+            name, versions, loaded.signature, platform_of(loaded.record.format)[0]
+        )
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        loaded = self._loaded(name, version)
+        b = loaded.batching
+        platform, backend = platform_of(loaded.record.format)
+        return triton_model_config(
+            name,
+            loaded.signature,
+            platform=platform,
+            backend=backend,
+            max_batch_size=b.max_batch_size if b.enabled else 0,
+            preferred_batch_sizes=list(b.preferred_batch_sizes),
+            max_queue_delay_us=b.max_queue_delay_us if b.enabled else 0,
+            instances=b.instances,
+            versions=[loaded.version],
+        )
+
+    def versions(self, name: str) -> list[LoadedVersion]:
+        model = self.manager.models.get(name)
+        if model is None:
+            raise NotFound(f"model {name!r} is not served")
+        return [model.versions[n] for n in sorted(model.versions)]
+
+    # ---------------------------------------------------------------- inference
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        *,
+        timeout_s: float | None = None,
+    ) -> InferenceResponse:
+        """Validate and run one request; errors are ModelportError subclasses."""
+        t0 = time.perf_counter_ns()
+        loaded = self.manager.resolve(name, version)
+        loaded.inflight += 1  # before any await: a version swap waits for this request
+        self.inflight += 1
+        try:
+            request = validate_request(request, loaded.signature)
+            executor = loaded.executor
+            if executor.inline:  # a microsecond model: no task, no timer
+                outputs, timing = await executor.submit(request.inputs)
+            else:
+                timeout = timeout_s or self.config.request_timeout_s
+                try:
+                    async with asyncio.timeout(timeout):
+                        outputs, timing = await executor.submit(request.inputs)
+                except TimeoutError as e:
+                    raise DeadlineExceeded(f"inference did not finish within {timeout:g}s") from e
+            if request.outputs is not None:
+                outputs = _select(outputs, [o.name for o in request.outputs])
+            response = InferenceResponse(name, str(loaded.version), outputs, request.id, {})
+        except ModelportError:
+            loaded.stats.record_failure(time.perf_counter_ns() - t0)
+            if self._on_request:
+                self._on_request(loaded, request, None, time.perf_counter_ns() - t0)
+            raise
+        finally:
+            self.inflight -= 1
+            loaded.inflight -= 1
+        total = time.perf_counter_ns() - t0
+        loaded.stats.record_success(
+            total,
+            timing.queue_ns,
+            timing.compute_ns,
+            _rows(request.inputs),
+            batched=loaded.batching.enabled,
+        )
+        if self._on_request:
+            self._on_request(loaded, request, response, total)
+        return response
+
+    # ---------------------------------------------------------------- statistics
+
+    def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        stats = []
+        if name is None:
+            for model in self.manager.models.values():
+                for n in sorted(model.versions):
+                    stats.append(model.versions[n].stats.to_dict(model.name, str(n)))
+        elif version:
+            loaded = self.manager.resolve(name, version)
+            stats.append(loaded.stats.to_dict(name, str(loaded.version)))
+        else:
+            for loaded in self.versions(name):
+                stats.append(loaded.stats.to_dict(name, str(loaded.version)))
+        return {"model_stats": stats}
+
+    # ---------------------------------------------------------------- repository
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        out = []
+        for model in sorted(self.manager.models.values(), key=lambda m: m.name):
+            if model.versions:
+                for n in sorted(model.versions):
+                    out.append(
+                        {"name": model.name, "version": str(n), "state": "READY", "reason": ""}
+                    )
+            elif not ready_only:
+                out.append(
+                    {
+                        "name": model.name,
+                        "version": "",
+                        "state": model.state.value,
+                        "reason": model.reason,
+                    }
+                )
+        return out
+
+    async def load(self, name: str) -> None:
+        """Load (or reload) a model by name: its configured reference, else its newest."""
+        from modelport.core.types import validate_name
+
+        validate_name(name)
+        known = name in self.manager.models
+        model = await self.manager.load(name, self.config.for_model(name))
+        if model.current is None:
+            if not known:  # nothing to keep for a model that never loaded
+                self.manager.models.pop(name, None)
+            raise InvalidArgument(f"failed to load model {name!r}: {model.reason}")
+
+    async def unload(self, name: str) -> None:
+        await self.manager.unload(name)
+
+
+def _select(outputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        raise InvalidArgument(f"unknown output(s) {missing}; the model gives {sorted(outputs)}")
+    return {n: outputs[n] for n in names}
+
+
+def _rows(inputs: dict[str, np.ndarray]) -> int:
+    for v in inputs.values():
+        return int(v.shape[0]) if v.ndim else 1
+    return 0

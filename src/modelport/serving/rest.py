@@ -1,0 +1,347 @@
+"""REST adapter: KServe V2 / Open Inference Protocol (+ Triton extensions) and TF Serving.
+
+A bare ASGI application — no web framework on the hot path. Routing splits the path
+once; bodies are read up to a limit (413), decompressed with the limit applied after
+decompression, decoded by ``protocol`` codecs and handed to the data plane. Every
+error becomes ``{"error": "…"}`` with the status its ModelportError class carries
+(one table: ``ModelportError.http_status``); nothing else about the error leaks.
+Hand-written on purpose: the per-request cost of a framework router and request
+objects is measured in ``benchmarks/bench_serving.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+from modelport.core.errors import (
+    InvalidArgument,
+    ModelportError,
+    PayloadTooLarge,
+    Unavailable,
+)
+from modelport.core.types import validate_name
+from modelport.protocol import tfserving, v2
+from modelport.serving.dataplane import DataPlane
+from modelport.serving.openapi import docs_html, openapi_document
+
+log = logging.getLogger("modelport.rest")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+ALLOWED_BODY_TYPES = {b"", b"application/json", b"application/octet-stream", b"text/plain"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RestApp:
+    """The ASGI application over a :class:`DataPlane`."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        max_body_bytes: int = 64 << 20,
+        metrics: Callable[[bytes], tuple[bytes, str]] | None = None,
+    ) -> None:
+        self.dp = dataplane
+        self.max_body = max_body_bytes
+        self.metrics = metrics
+        self._openapi = orjson.dumps(openapi_document())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    # ---------------------------------------------------------------- plumbing
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        extra: list[tuple[bytes, bytes]] = []
+        try:
+            status, body, ctype, extra = await self._route(scope, headers, receive)
+        except ModelportError as e:
+            status, body = int(e.http_status), orjson.dumps({"error": e.message})
+            if isinstance(e, Unavailable):
+                extra = [(b"retry-after", b"1")]
+        except HttpError as e:
+            status, body = e.status, orjson.dumps({"error": e.message})
+        except Exception:
+            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            status, body = 500, b'{"error":"internal server error"}'
+        if not self.dp.accepting:  # draining: let clients move to other replicas
+            extra = [*extra, (b"connection", b"close")]
+        accept = headers.get(b"accept-encoding", b"")
+        if len(body) > 1024 and accept:
+            body, enc = _compress(body, accept)
+            if enc:
+                extra = [*extra, (b"content-encoding", enc)]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", ctype),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise HttpError(400, "client disconnected")
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding in (b"gzip", b"deflate"):
+            body = _decompress(body, encoding, self.max_body)
+        elif encoding not in (b"identity", b""):
+            raise HttpError(
+                415, f"unsupported content-encoding {encoding.decode(errors='replace')!r}"
+            )
+        return body
+
+    def _check_type(self, headers: dict[bytes, bytes]) -> None:
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media not in ALLOWED_BODY_TYPES:
+            raise HttpError(
+                415,
+                f"unsupported content type {media.decode(errors='replace')!r}; "
+                "send application/json or application/octet-stream",
+            )
+
+    # ---------------------------------------------------------------- routes
+
+    async def _route(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        method: str = scope["method"]
+        raw = scope.get("raw_path") or scope["path"].encode()
+        path = raw.split(b"?", 1)[0].decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        parts = path.strip("/").split("/")
+        head = parts[0]
+        if head == "v2":
+            return await self._v2(method, parts[1:], headers, receive)
+        if head == "v1" and len(parts) >= 3 and parts[1] == "models":
+            return await self._tfs(method, parts[2:], headers, receive)
+        if method == "GET" and path == "/metrics" and self.metrics is not None:
+            body, ctype = self.metrics(headers.get(b"accept", b""))
+            return 200, body, ctype.encode(), []
+        if method == "GET" and path == "/openapi.json":
+            return 200, self._openapi, JSON, []
+        if method == "GET" and path in ("/docs", "/docs/"):
+            return 200, docs_html().encode(), b"text/html; charset=utf-8", []
+        raise HttpError(404, "Not Found")
+
+    async def _v2(
+        self, method: str, parts: list[str], headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        dp = self.dp
+        n = len(parts)
+        if n == 0 or parts == [""]:
+            _need(method, "GET")
+            return _json(dp.server_metadata())
+        if parts[0] == "health" and n == 2:
+            _need(method, "GET")
+            if parts[1] == "live":
+                ok = dp.live()
+                return _json({"live": ok}, 200 if ok else 503)
+            if parts[1] == "ready":
+                ok = dp.ready()
+                return _json({"ready": ok}, 200 if ok else 503)
+        if parts[0] == "repository":
+            return await self._repository(method, parts[1:], headers, receive)
+        if parts[0] != "models":
+            raise HttpError(404, "Not Found")
+        if n == 1:
+            _need(method, "GET")
+            return _json({"models": sorted(dp.manager.models)})
+        if n == 2 and parts[1] == "stats":
+            _need(method, "GET")
+            return _json(dp.statistics())
+        name = _name(parts[1])
+        rest = parts[2:]
+        version: str | None = None
+        if len(rest) >= 2 and rest[0] == "versions":
+            version = _version(rest[1])
+            rest = rest[2:]
+        action = rest[0] if rest else ""
+        if len(rest) > 1:
+            raise HttpError(404, "Not Found")
+        if action == "infer":
+            _need(method, "POST")
+            self._check_type(headers)
+            signature = self.dp.signature(name, version)  # unknown model: 404 before parsing
+            body = await self._read_body(headers, receive)
+            hlen = v2.parse_header_length(
+                headers.get(b"inference-header-content-length"), len(body)
+            )
+            request = v2.decode_request(body, hlen, signature=signature if hlen == 0 else None)
+            response = await dp.infer(name, version, request)
+            out, json_len, ctype = v2.encode_response(response, request)
+            extra = (
+                []
+                if json_len is None
+                else [(b"inference-header-content-length", str(json_len).encode())]
+            )
+            return 200, out, ctype.encode(), extra
+        _need(method, "GET")
+        if action == "":
+            return _json(dp.model_metadata(name, version))
+        if action == "ready":
+            ok = dp.model_ready(name, version)
+            return _json({"name": name, "ready": ok}, 200 if ok else 503)
+        if action == "config":
+            return _json(dp.model_config(name, version))
+        if action == "stats":
+            return _json(dp.statistics(name, version))
+        raise HttpError(404, "Not Found")
+
+    async def _repository(
+        self, method: str, parts: list[str], headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        _need(method, "POST")
+        if len(parts) >= 2 and parts[0] == "models":
+            _name(parts[1])  # a traversal or malformed name is a 400 on every route
+        body = await self._read_body(headers, receive)
+        params = _loads_object(body) if body.strip() else {}
+        if parts == ["index"]:
+            return _json(self.dp.repository_index(bool(params.get("ready", False))))
+        if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
+            name = _name(parts[1])
+            if parts[2] == "load":
+                await self.dp.load(name)
+                return _json({"name": name, "load": True})
+            await self.dp.unload(name)
+            return _json({"name": name, "unload": True})
+        raise HttpError(404, "Not Found")
+
+    async def _tfs(
+        self, method: str, parts: list[str], headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        """/v1/models/{m}[/versions/{v}|/labels/{l}][:predict|/metadata]"""
+        last = parts[-1]
+        verb = ""
+        if ":" in last:
+            last, _, verb = last.partition(":")
+            parts = [*parts[:-1], last]
+        name = _name(parts[0])
+        version: str | None = None
+        rest = parts[1:]
+        if len(rest) >= 2 and rest[0] in ("versions", "labels"):
+            version = _version(rest[1]) if rest[0] == "versions" else _name(rest[1], "label")
+            rest = rest[2:]
+        if verb:
+            if verb != "predict" or rest:
+                raise HttpError(404, f"unsupported TF Serving method {verb!r}; use :predict")
+            _need(method, "POST")
+            self._check_type(headers)
+            body = await self._read_body(headers, receive)
+            signature = self.dp.signature(name, version)
+            request, columnar = tfserving.decode_predict(body, signature)
+            response = await self.dp.infer(name, version, request)
+            return 200, tfserving.encode_predict(response, columnar), JSON, []
+        _need(method, "GET")
+        if rest == ["metadata"]:
+            loaded = self.dp.manager.resolve(name, version)
+            return _json(tfserving.model_metadata(name, str(loaded.version), loaded.signature))
+        if rest:
+            raise HttpError(404, "Not Found")
+        if version is not None:
+            loaded_versions = [self.dp.manager.resolve(name, version)]
+        else:
+            loaded_versions = self.dp.versions(name)
+        entries = [{"version": str(v.version), "state": "READY"} for v in loaded_versions]
+        return _json(tfserving.model_status(entries))
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _json(data: Any, status: int = 200) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    return status, orjson.dumps(data), JSON, []
+
+
+def _need(method: str, wanted: str) -> None:
+    if method != wanted and not (wanted == "GET" and method == "HEAD"):
+        raise HttpError(405, f"method {method} not allowed here; use {wanted}")
+
+
+def _name(raw: str, what: str = "model name") -> str:
+    return validate_name(raw, what)
+
+
+def _version(raw: str) -> str:
+    if raw.isdigit() and raw.isascii():
+        return raw
+    return validate_name(raw, "version or alias")
+
+
+def _loads_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidArgument(f"malformed JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise InvalidArgument("expected a JSON object")
+    return data
+
+
+def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
+    wbits = 16 + zlib.MAX_WBITS if encoding == b"gzip" else zlib.MAX_WBITS
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise InvalidArgument(f"corrupt {encoding.decode()} body: {e}") from e
+    if len(out) > limit or d.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed body over the {limit}-byte limit")
+    return out
+
+
+def _compress(body: bytes, accept: bytes) -> tuple[bytes, bytes | None]:
+    accepted = {a.split(b";")[0].strip() for a in accept.lower().split(b",")}
+    if b"gzip" in accepted:
+        c = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        return c.compress(body) + c.flush(), b"gzip"
+    if b"deflate" in accepted:
+        return zlib.compress(body, 1), b"deflate"
+    return body, None
