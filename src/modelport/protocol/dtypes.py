@@ -79,11 +79,14 @@ def datatype_of(array: np.ndarray) -> str:
         ('INT64', 'BYTES')
     """
     dt = array.dtype
+    name = _BY_NUMPY.get(dt)
+    if name is not None:
+        return name
     if dt.kind in "OSU":
         return "BYTES"
     if BF16_NATIVE and dt == BF16_DTYPE:
         return "BF16"
-    name = _BY_NUMPY.get(dt.newbyteorder("<") if dt.byteorder == ">" else dt)
+    name = _BY_NUMPY.get(dt.newbyteorder("<")) if dt.byteorder == ">" else None
     if name is None:
         raise InvalidArgument(f"numpy dtype {dt} has no Open Inference Protocol datatype")
     return name

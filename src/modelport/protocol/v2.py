@@ -110,11 +110,10 @@ def decode_request(
         return decode_raw_request(body, signature)
     view = memoryview(body)
     head_bytes = view[:header_length] if header_length != size else body
-    head = jsonio.loads(head_bytes, max_depth=max_depth)
+    head = jsonio.loads(head_bytes, max_depth=max_depth, members=_members)
     if not isinstance(head, dict):
         raise InvalidArgument("the request body must be a JSON object")
-    # booleans that may sit inside data arrays (numpy would read true as 1)
-    bools = jsonio.count_bool_tokens(head_bytes) - _bools_outside_data(head)
+    bools_in_data: bool | None = None  # computed on the first JSON numeric tensor
     params = _parameters(head.get("parameters"), "request")
     binary_output = params.pop("binary_data_output", False)
     if not isinstance(binary_output, bool):
@@ -136,8 +135,7 @@ def decode_request(
         if name in inputs:
             raise InvalidArgument(f"{what} appears more than once")
         datatype = raw.get("datatype")
-        shape: list[int] = raw.get("shape")  # type: ignore[assignment]  # checked next
-        element_count(shape, what)
+        shape: list[int] = raw.get("shape")  # type: ignore[assignment]  # checked on use
         tparams = _parameters(raw.get("parameters"), what)
         nbytes = tparams.get("binary_data_size")
         if nbytes is not None:
@@ -160,8 +158,12 @@ def decode_request(
                 raise InvalidArgument(f"{what} has neither 'data' nor binary_data_size")
             if not isinstance(datatype, str):
                 raise InvalidArgument(f"{what}: 'datatype' must be a string")
+            if bools_in_data is None:
+                # booleans that may sit inside data arrays (numpy would read true as 1)
+                outside = sum(1 for d in _known_dicts(head) for v in d.values() if type(v) is bool)
+                bools_in_data = jsonio.count_bool_tokens(head_bytes) > outside
             inputs[name] = array_from_json(
-                raw["data"], datatype, shape, what, may_hold_bools=bools > 0
+                raw["data"], datatype, shape, what, may_hold_bools=bools_in_data
             )
     if offset != size:
         raise InvalidArgument(
@@ -282,13 +284,28 @@ def _parameters(value: Any, what: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _bools_outside_data(head: dict[str, Any]) -> int:
-    dicts = [head.get("parameters")]
+def _known_dicts(head: Any) -> list[dict[str, Any]]:
+    """Every JSON object a valid request has: the body, its tensors and parameters."""
+    if not isinstance(head, dict):
+        return []
+    dicts = [head]
+    params = head.get("parameters")
+    if isinstance(params, dict):
+        dicts.append(params)
     for key in ("inputs", "outputs"):
         tensors = head.get(key)
         if isinstance(tensors, list):
-            dicts.extend(t.get("parameters") for t in tensors if isinstance(t, dict))
-    return sum(1 for d in dicts if isinstance(d, dict) for v in d.values() if type(v) is bool)
+            for t in tensors:
+                if isinstance(t, dict):
+                    dicts.append(t)
+                    p = t.get("parameters")
+                    if isinstance(p, dict):
+                        dicts.append(p)
+    return dicts
+
+
+def _members(head: Any) -> int:
+    return sum(len(d) for d in _known_dicts(head))
 
 
 def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
