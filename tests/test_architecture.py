@@ -11,7 +11,7 @@ import modelport
 
 SRC = Path(modelport.__file__).parent
 
-# DESIGN.md: cli/api → services → runtimes, protocol, security, monitoring → core.
+# DESIGN.md: cli/api → services → registry → runtimes, protocol, security, monitoring → core.
 LAYER = {
     "core": 0,
     "runtimes": 1,
@@ -19,16 +19,16 @@ LAYER = {
     "security": 1,
     "monitoring": 1,
     "registry": 2,
-    "convert": 2,
-    "optimize": 2,
-    "deploy": 2,
-    "serving": 2,
-    "explain": 2,
-    "cli": 3,
-    "api": 3,
+    "convert": 3,
+    "optimize": 3,
+    "deploy": 3,
+    "serving": 3,
+    "explain": 3,
     "client": 3,
-    "__init__": 3,
-    "__main__": 3,
+    "cli": 4,
+    "api": 4,
+    "__init__": 4,
+    "__main__": 4,
 }
 HEAVY = ("onnxruntime", "torch", "grpc")
 

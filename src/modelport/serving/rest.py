@@ -79,6 +79,7 @@ class RestApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = dict(scope["headers"])
+        status, body, ctype = 200, b"", JSON
         extra: list[tuple[bytes, bytes]] = []
         try:
             status, body, ctype, extra = await self._route(scope, headers, receive)
