@@ -177,7 +177,9 @@ def encode_predict(response: InferenceResponse, form: str) -> bytes:
             "answered as rows; send the request in columnar form ('inputs')"
         )
     n = batch.pop()
-    rows = [{name: v[i] for name, v in outs.items()} for i in range(n)]
+    # .tolist() turns numpy scalars (e.g. int64 labels) into JSON-serialisable numbers
+    cols = {name: v.tolist() if isinstance(v, np.ndarray) else v for name, v in outs.items()}
+    rows = [{name: v[i] for name, v in cols.items()} for i in range(n)]
     return jsonio.dumps({"predictions": rows})
 
 
