@@ -16,6 +16,7 @@ import typer
 import modelport.cli.monitor_cmds  # noqa: F401  (registers its commands)
 from modelport.cli import (
     registry_cmds,  # noqa: F401  (registers its commands)
+    security_cmds,  # noqa: F401
     serve_cmds,  # noqa: F401
 )
 from modelport.cli._app import app
