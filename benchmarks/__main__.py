@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["registry", "codecs"]
+SUITES = ["registry", "codecs", "serving"]
 
 
 def main(argv: list[str]) -> None:

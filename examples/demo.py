@@ -1,17 +1,24 @@
 """End-to-end demo on the embedded registry (SQLite + local files under ./.demo).
 
 Trains a small scikit-learn model, exports it to ONNX, then drives the `modelport`
-command line: register two versions, list, show, alias, check. Every step is the
-command a user would type; it is printed before it runs.
+command line: register two versions, list, show, alias, check; serve the production
+alias on 127.0.0.1, send real requests (CLI, Python client, plain JSON), move the alias
+and watch the server switch versions live, then stop the server gracefully. Every step
+is the command a user would type; it is printed before it runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +95,92 @@ def main() -> None:
     run("models", "versions", "cancer")
     run("models", "show", "cancer@production")
     run("registry", "check")
+    serve_and_query()
     print(
         "\ndemo finished: the registry is in .demo/home "
         "(try: MODELPORT_HOME=.demo/home .venv/bin/modelport models list)"
     )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_json(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310 - 127.0.0.1
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - 127.0.0.1 only
+        return json.loads(resp.read())
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            sys.exit(f"demo failed: the server exited with {proc.returncode}")
+        try:
+            if http_json(url + "/v2/health/ready").get("ready"):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit("demo failed: the server did not become ready")
+
+
+def serve_and_query() -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["serve", "cancer@production", "--http-port", str(port), "--no-grpc"]
+    print(f"\n$ modelport {shlex.join(args)} &", flush=True)
+    server = subprocess.Popen([*MODELPORT, *args], env=ENV, text=True)
+    try:
+        wait_ready(url, server)
+        X, y = load_breast_cancer(return_X_y=True)
+        rows = X[:3].astype(np.float32)
+        run("predict", "cancer@production", "--url", url, "--data", json.dumps(rows.tolist()))
+
+        print("\nPython client, binary tensors, 64 rows:")
+        from modelport.client import Client
+
+        with Client(url) as client:
+            out = client.infer("cancer", X[:64].astype(np.float32))
+        acc = float((out["label"] == y[:64]).mean())
+        print(f"  labels {out['label'][:10].tolist()}…  accuracy on these rows {acc:.3f}")
+
+        print("\nplain JSON (KServe V2), as curl would send it:")
+        body = {
+            "id": "demo-1",
+            "inputs": [
+                {"name": "X", "shape": [1, 30], "datatype": "FP32", "data": rows[0].tolist()}
+            ],
+        }
+        answer = http_json(url + "/v2/models/cancer/infer", body)
+        print(
+            f"  model_version={answer['model_version']} id={answer['id']} "
+            f"outputs={[(o['name'], o['data']) for o in answer['outputs']]}"
+        )
+
+        run("alias", "set", "cancer", "production", "2")
+        print("waiting for the server to follow cancer@production to version 2…")
+        for _ in range(100):
+            if http_json(url + "/v2/models/cancer/infer", body)["model_version"] == "2":
+                break
+            time.sleep(0.1)
+        answer = http_json(url + "/v2/models/cancer/infer", body)
+        print(f"  now answering with model_version={answer['model_version']}")
+        stats = http_json(url + "/v2/models/cancer/stats")["model_stats"][0]
+        print(
+            f"  statistics: {stats['inference_count']} rows inferred by version {stats['version']}"
+        )
+    finally:
+        print("\nstopping the server (SIGTERM: readiness off, drain, exit)", flush=True)
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    print(f"server exited with code {server.returncode}")
 
 
 if __name__ == "__main__":
