@@ -108,6 +108,20 @@ def test_encode_row_and_columnar():
     assert orjson.loads(tf.encode_predict(text, "row")) == {"predictions": ["hi"]}
 
 
+def test_rows_with_integer_labels_and_probabilities():
+    resp = InferenceResponse(
+        "m",
+        "1",
+        {
+            "label": np.array([2, 0], np.longlong),  # onnxruntime's int64 dtype
+            "prob": np.array([[0.1, 0.9], [1, 0]], np.float32),
+        },
+    )
+    assert orjson.loads(tf.encode_predict(resp, "row")) == {
+        "predictions": [{"label": 2, "prob": [0.1, 0.9]}, {"label": 0, "prob": [1.0, 0.0]}]
+    }
+
+
 def test_rows_need_a_shared_batch_dimension():
     resp = InferenceResponse("m", "1", {"a": np.zeros(2), "b": np.zeros(3)})
     with pytest.raises(ModelExecutionError, match="columnar"):

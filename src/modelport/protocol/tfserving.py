@@ -177,9 +177,7 @@ def encode_predict(response: InferenceResponse, form: str) -> bytes:
             "answered as rows; send the request in columnar form ('inputs')"
         )
     n = batch.pop()
-    # .tolist() turns numpy scalars (e.g. int64 labels) into JSON-serialisable numbers
-    cols = {name: v.tolist() if isinstance(v, np.ndarray) else v for name, v in outs.items()}
-    rows = [{name: v[i] for name, v in cols.items()} for i in range(n)]
+    rows = [{name: v[i] for name, v in outs.items()} for i in range(n)]
     return jsonio.dumps({"predictions": rows})
 
 
@@ -189,6 +187,12 @@ def _json_value(name: str, array: np.ndarray) -> Any:
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     if array.dtype.kind == "V" or array.dtype.byteorder == ">":  # bfloat16, big-endian
         array = array.astype(np.float32)
+    # onnxruntime's int64 arrays use the C "long long" dtype, whose scalars (row items)
+    # are numpy.longlong, which orjson does not know; the equivalent int64 view has
+    # numpy.int64 scalars (no copy)
+    canonical = np.dtype(array.dtype.str)
+    if array.dtype.type is not canonical.type:
+        array = array.view(canonical)
     return np.ascontiguousarray(array)
 
 
