@@ -132,9 +132,9 @@ def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
 def serve_and_query() -> None:
     from sklearn.datasets import load_breast_cancer
 
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    args = ["serve", "cancer@production", "--http-port", str(port), "--no-grpc"]
+    args = ["serve", "cancer@production", "--http-port", str(port), "--grpc-port", str(grpc_port)]
     print(f"\n$ modelport {shlex.join(args)} &", flush=True)
     server = subprocess.Popen([*MODELPORT, *args], env=ENV, text=True)
     try:
@@ -163,6 +163,19 @@ def serve_and_query() -> None:
             f"  model_version={answer['model_version']} id={answer['id']} "
             f"outputs={[(o['name'], o['data']) for o in answer['outputs']]}"
         )
+
+        print(f"\ngRPC with tritonclient.grpc on 127.0.0.1:{grpc_port}:")
+        import tritonclient.grpc as tg
+
+        grpc_client = tg.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        inp = tg.InferInput("X", [2, 30], "FP32")
+        inp.set_data_from_numpy(X[:2].astype(np.float32))
+        result = grpc_client.infer("cancer", [inp])
+        print(
+            f"  label={result.as_numpy('label').tolist()} "
+            f"probabilities={np.round(result.as_numpy('probabilities'), 4).tolist()}"
+        )
+        grpc_client.close()
 
         run("alias", "set", "cancer", "production", "2")
         print("waiting for the server to follow cancer@production to version 2…")
