@@ -215,6 +215,7 @@ class OnnxRuntime:
             tuple(self._spec(o) for o in self._session.get_outputs() if o.type in ORT_TO_V2),
         )
         self._output_names = [o.name for o in self._signature.outputs]
+        self._string_inputs = [t.name for t in self._signature.inputs if t.datatype == "BYTES"]
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:
@@ -234,6 +235,11 @@ class OnnxRuntime:
         return list(self._session.get_providers())
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._string_inputs:  # onnxruntime wants str elements for string tensors
+            inputs = dict(inputs)
+            for name in self._string_inputs:
+                if name in inputs:
+                    inputs[name] = _as_str(inputs[name])
         try:
             results = self._session.run(self._output_names, inputs)
         except Exception as e:
@@ -242,3 +248,12 @@ class OnnxRuntime:
 
     def close(self) -> None:
         del self._session
+
+
+def _as_str(array: np.ndarray) -> np.ndarray:
+    """BYTES elements (bytes) as UTF-8 str, which onnxruntime expects for strings."""
+    out = np.empty(array.shape, dtype=object)
+    flat_in, flat_out = array.reshape(-1), out.reshape(-1)
+    for i, item in enumerate(flat_in):
+        flat_out[i] = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+    return out

@@ -230,11 +230,6 @@ def test_bytes_output(tc, files):
     assert [x.decode() for x in got] == [str(x) for x in want]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OnnxRuntime.predict hands BYTES elements (bytes) to onnxruntime, which "
-    "stringifies them as \"b'...'\"; runtimes/onnx.py must decode them to str",
-)
 def test_bytes_input_round_trip(tc):
     s = np.array([b"setosa", "é".encode(), b""], dtype=object)
     i = tg.InferInput("x", [3], "BYTES")
