@@ -139,7 +139,12 @@ class DataPlane:
             if executor.inline:  # a microsecond model: no task, no timer
                 outputs, timing = await executor.submit(request.inputs)
             else:
-                timeout = timeout_s or self.config.request_timeout_s
+                timeout = (
+                    timeout_s
+                    or _timeout_parameter(request)
+                    or loaded.timeout_s
+                    or self.config.request_timeout_s
+                )
                 try:
                     async with asyncio.timeout(timeout):
                         outputs, timing = await executor.submit(request.inputs)
@@ -219,6 +224,16 @@ class DataPlane:
 
     async def unload(self, name: str) -> None:
         await self.manager.unload(name)
+
+
+def _timeout_parameter(request: InferenceRequest) -> float | None:
+    """Triton's per-request ``timeout`` parameter, in microseconds."""
+    value = request.parameters.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgument("parameter 'timeout' must be a positive integer (microseconds)")
+    return value / 1e6
 
 
 def _select(outputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

@@ -57,6 +57,7 @@ class LoadedVersion:
     stats: VersionStats = field(default_factory=VersionStats)
     load_seconds: float = 0.0
     inflight: int = 0  # requests that resolved to this version and are not answered yet
+    timeout_s: float | None = None  # per-model request timeout (serve config)
 
     @property
     def version(self) -> int:
@@ -214,6 +215,7 @@ class ModelManager:
             batching,
             stats,
             time.perf_counter() - t0,
+            timeout_s=config.timeout_s,
         )
         log.info(
             "loaded %s in %.2fs (batch-1 %.0f µs, %s)",

@@ -228,8 +228,10 @@ async def start_grpc_server(
     try:
         bound = server.add_insecure_port(_address(host, port))
     except RuntimeError as e:
+        await server.stop(None)
         raise InvalidArgument(f"cannot listen for gRPC on {host}:{port}: {e}") from e
     if bound == 0:
+        await server.stop(None)
         raise InvalidArgument(f"cannot listen for gRPC on {host}:{port}")
     await server.start()
     return server, bound
