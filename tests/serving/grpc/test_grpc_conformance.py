@@ -6,6 +6,7 @@ thread, serving real ONNX models registered in a temporary registry.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from modelport.core.types import InferenceRequest
 from modelport.protocol import grpc_codec
 from modelport.registry import Registry
 from modelport.serving.config import ModelConfig
-from modelport.serving.grpc import STATUS
+from modelport.serving.grpc import STATUS, start_grpc_server
 
 
 def _identity_model(path: Path, elem_type: int, shape: list[int | None], double: bool) -> Path:
@@ -396,6 +397,14 @@ def test_deadline_exceeded(tc):
     assert status_of(e) == "StatusCode.DEADLINE_EXCEEDED"
     time.sleep(0.5)
     assert tc.infer("iris-q", [iris_input()]).as_numpy("label").shape == (3,)
+
+
+def test_a_taken_port_is_an_error_not_a_shared_port(served):
+    port = int(str(served.grpc).rsplit(":", 1)[1])
+    assert served.handle is not None
+    dataplane = served.handle.app.dataplane
+    with pytest.raises(errors.InvalidArgument, match="cannot listen"):
+        asyncio.run(start_grpc_server(dataplane, "127.0.0.1", port))
 
 
 def test_status_table_maps_every_error_by_name():
