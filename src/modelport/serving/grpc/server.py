@@ -13,7 +13,7 @@ over the size limit is ``RESOURCE_EXHAUSTED``. RPCs not listed in :data:`RPCS`
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 from google.protobuf import json_format
@@ -205,11 +205,14 @@ async def start_grpc_server(
     max_message_bytes: int = 64 << 20,
     reuse_port: bool = False,
     health_watch_interval_s: float = 0.5,
+    interceptors: Sequence[Any] = (),
 ) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC inference and health services; return the server and its port.
 
     ``port`` 0 picks a free port. ``reuse_port`` lets several worker processes share
     the port (SO_REUSEPORT); off by default so that a port already taken is an error.
+    ``interceptors`` (``grpc.aio.ServerInterceptor``, e.g. authentication) run before
+    every handler, health checks included.
     Stop with ``await server.stop(grace_seconds)``.
 
     Example:
@@ -221,7 +224,7 @@ async def start_grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(interceptors=list(interceptors), options=options)
     server.add_generic_rpc_handlers((InferenceServicer(dataplane).handler(),))
     health = HealthServicer(dataplane, watch_interval_s=health_watch_interval_s)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
