@@ -172,3 +172,38 @@ def test_load_unload_at_run_time(tmp_path):
         assert out.shape == (3,)
     finally:
         thread.stop()
+
+
+@pytest.mark.slow
+def test_workers_share_the_ports_and_stop_together(tmp_path):
+    import psutil
+
+    settings = Settings(home=tmp_path / "home")
+    reg = Registry.from_settings(settings)
+    reg.register(train_iris_onnx(tmp_path / "a.onnx"), "iris")
+    reg.close()
+    proc, url, grpc_addr = start_process_server(settings, "iris", "--workers", "2")
+    try:
+        children = [
+            c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())
+        ]  # not the resource tracker
+        assert len(children) == 2
+        wait_until(
+            lambda: all(
+                any(c.laddr.port == int(url.rsplit(":", 1)[1]) for c in ch.net_connections("tcp"))
+                for ch in children
+            ),
+            30,
+        )
+        with httpx.Client() as c:
+            for _ in range(20):
+                assert c.post(url + "/v2/models/iris/infer", json=BODY).status_code == 200
+        import tritonclient.grpc as tg
+
+        client = tg.InferenceServerClient(grpc_addr)
+        assert client.is_model_ready("iris")
+        client.close()
+    finally:
+        code, output = stop_process(proc)
+    assert code == 0, output
+    assert not any(ch.is_running() and ch.status() != psutil.STATUS_ZOMBIE for ch in children)

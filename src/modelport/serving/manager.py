@@ -25,6 +25,7 @@ import numpy as np
 
 from modelport.core.errors import ModelportError, NotFound, Unavailable
 from modelport.core.types import DATATYPES, ModelRef, ModelSignature
+from modelport.protocol.dtypes import BF16_DTYPE
 from modelport.registry import ModelVersion, Registry
 from modelport.runtimes import LoadSpec, Runtime, RuntimeOptions, load_runtime
 from modelport.serving.batcher import INLINE_BELOW_NS, BatchingConfig, Executor
@@ -85,7 +86,7 @@ def synth_inputs(signature: ModelSignature) -> dict[str, np.ndarray]:
         if t.datatype == "BYTES":
             out[t.name] = np.full(shape, b"", dtype=object)
         elif t.datatype == "BF16":
-            out[t.name] = np.zeros(shape, np.uint16)
+            out[t.name] = np.zeros(shape, BF16_DTYPE)
         else:
             out[t.name] = np.zeros(shape, DATATYPES[t.datatype])
     return out

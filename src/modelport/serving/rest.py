@@ -37,7 +37,13 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON = b"application/json"
-ALLOWED_BODY_TYPES = {b"", b"application/json", b"application/octet-stream", b"text/plain"}
+ALLOWED_BODY_TYPES = {
+    b"",
+    b"application/json",
+    b"application/octet-stream",
+    b"text/plain",
+    b"application/x-www-form-urlencoded",  # what `curl -d` sends; parsed as V2 JSON
+}
 
 
 class HttpError(Exception):
@@ -248,6 +254,12 @@ class RestApp:
             return _json(self.dp.repository_index(bool(params.get("ready", False))))
         if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
             name = _name(parts[1])
+            extra = params.get("parameters") or {}
+            if parts[2] == "load" and any(k == "config" or k.startswith("file:") for k in extra):
+                raise InvalidArgument(
+                    "loading an uploaded config or files is not supported: register the "
+                    "model (modelport register) and load it by name"
+                )
             if parts[2] == "load":
                 await self.dp.load(name)
                 return _json({"name": name, "load": True})

@@ -104,6 +104,7 @@ async def run_server(
             config.host,
             config.grpc_port,
             max_message_bytes=config.max_body_bytes,
+            reuse_port=reuse_port,
         )
     poller = asyncio.get_running_loop().create_task(app.manager.poll(config.poll_interval_s))
     stopping = asyncio.Event()
