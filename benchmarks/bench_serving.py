@@ -135,6 +135,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+RUNNING: list[Server] = []
+
+
 class Server:
     def __init__(
         self,
@@ -150,6 +153,7 @@ class Server:
         self.proc = subprocess.Popen(
             argv, env=env, stdout=self.log, stderr=self.log, cwd=env.get("_CWD")
         )
+        RUNNING.append(self)
         end = time.monotonic() + 180
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -169,6 +173,10 @@ class Server:
         return float(psutil.Process(self.proc.pid).memory_info().rss) / 2**20
 
     def stop(self) -> None:
+        if self in RUNNING:
+            RUNNING.remove(self)
+        if self.proc.poll() is not None:
+            return
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(30)
@@ -506,6 +514,8 @@ def main() -> None:
             )
         )
     finally:
+        for server in list(RUNNING):
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -114,13 +114,21 @@ class Executor:
         finally:
             self._pending -= 1
 
+    def run_inline(self, inputs: Arrays) -> tuple[Arrays, int]:
+        """Run now, on the caller's thread (inline models); returns outputs and compute ns.
+
+        No queue can build up: the event loop does nothing else meanwhile.
+        """
+        t0 = time.perf_counter_ns()
+        out = self._call(inputs)
+        return out, time.perf_counter_ns() - t0
+
     # ---------------------------------------------------------------- direct
 
     async def _submit_direct(self, inputs: Arrays) -> tuple[Arrays, Timing]:
         if self.inline:
-            t0 = time.perf_counter_ns()
-            out = self._call(inputs)
-            return out, Timing(0, time.perf_counter_ns() - t0, _rows(inputs))
+            out, compute = self.run_inline(inputs)
+            return out, Timing(0, compute, _rows(inputs))
         t_enq = time.perf_counter_ns()
         async with self._slots:
             loop = asyncio.get_running_loop()

@@ -22,6 +22,7 @@ from modelport.protocol.triton_config import model_config as triton_model_config
 from modelport.protocol.triton_config import model_metadata as v2_model_metadata
 from modelport.protocol.triton_config import platform_of
 from modelport.protocol.validate import validate_request
+from modelport.serving.batcher import Timing
 from modelport.serving.config import ServeConfig
 from modelport.serving.manager import LoadedVersion, ModelManager, State
 
@@ -136,8 +137,10 @@ class DataPlane:
         try:
             request = validate_request(request, loaded.signature)
             executor = loaded.executor
-            if executor.inline:  # a microsecond model: no task, no timer
-                outputs, timing = await executor.submit(request.inputs)
+            if executor.inline and not loaded.batching.enabled:
+                # a microsecond model: no coroutine, no task, no timer
+                outputs, compute_ns = executor.run_inline(request.inputs)
+                timing = Timing(0, compute_ns)
             else:
                 timeout = (
                     timeout_s
@@ -167,7 +170,7 @@ class DataPlane:
             timing.queue_ns,
             timing.compute_ns,
             _rows(request.inputs),
-            batched=loaded.batching.enabled,
+            loaded.batching.enabled,
         )
         if self._on_request:
             self._on_request(loaded, request, response, total)

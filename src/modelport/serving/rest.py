@@ -204,7 +204,9 @@ class RestApp:
         if n == 2 and parts[1] == "stats":
             _need(method, "GET")
             return _json(dp.statistics())
-        name = _name(parts[1])
+        name = parts[1]
+        if name not in dp.manager.models:  # served names are known valid
+            _name(name)
         rest = parts[2:]
         version: str | None = None
         if len(rest) >= 2 and rest[0] == "versions":
