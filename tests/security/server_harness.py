@@ -26,6 +26,7 @@ from modelport.serving.config import ServeConfig
 class SecureServer:
     settings: Settings
     config: ServeConfig
+    tls: Any = None  # TlsFiles: both listeners speak TLS (mTLS with a client CA)
     http_port: int = 0
     grpc_port: int = 0
     app: Any = None
@@ -40,10 +41,11 @@ class SecureServer:
         import uvicorn
         from grpc_health.v1 import health_pb2_grpc
 
-        from modelport.security.asgi import SecurityMiddleware, default_allowed_hosts
+        from modelport.security.asgi import SecurityMiddleware
         from modelport.security.audit import AuditLog
         from modelport.security.auth import Authenticator
         from modelport.security.grpc_auth import AuthInterceptor
+        from modelport.security.listeners import default_allowed_hosts
         from modelport.serving.app import build_app
         from modelport.serving.grpc.health import HealthServicer
         from modelport.serving.grpc.server import InferenceServicer
@@ -62,8 +64,16 @@ class SecureServer:
         sock.bind((self.config.host, 0))
         sock.listen(128)
         self.http_port = sock.getsockname()[1]
+        tls_options = self.tls.uvicorn_options() if self.tls is not None else {}
         server = uvicorn.Server(
-            uvicorn.Config(rest, loop="none", lifespan="off", access_log=False, log_level="error")
+            uvicorn.Config(
+                rest,
+                loop="none",
+                lifespan="off",
+                access_log=False,
+                log_level="error",
+                **tls_options,
+            )
         )
         grpc_server = grpc.aio.server(
             interceptors=[AuthInterceptor(auth)],
@@ -76,7 +86,11 @@ class SecureServer:
         health_pb2_grpc.add_HealthServicer_to_server(
             HealthServicer(app.dataplane, watch_interval_s=0.2), grpc_server
         )
-        self.grpc_port = grpc_server.add_insecure_port(f"{self.config.host}:0")
+        address = f"{self.config.host}:0"
+        if self.tls is not None:
+            self.grpc_port = grpc_server.add_secure_port(address, self.tls.grpc_credentials())
+        else:
+            self.grpc_port = grpc_server.add_insecure_port(address)
         await grpc_server.start()
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:

@@ -122,6 +122,17 @@ class Settings(BaseSettings):
         description="Private networks (CIDR) an operator explicitly opens for fetches, "
         "e.g. an internal object store; loopback and private ranges are refused otherwise.",
     )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) the server presents on HTTP and gRPC; "
+        "with tls_key_file, both listeners speak TLS only.",
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert.")
+    tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle: when set, clients must present a certificate it signed "
+        "(mutual TLS).",
+    )
 
     @property
     def auth_dir(self) -> Path:

@@ -18,13 +18,13 @@ Errors use the server's body shape, ``{"error": "…"}``, and never echo credent
 The principal is passed on in ``scope["modelport.principal"]``.
 
 Example:
-    >>> app = SecurityMiddleware(rest_app, Authenticator.from_settings(settings),  # doctest: +SKIP
-    ...                          allowed_hosts=default_allowed_hosts("127.0.0.1"))
+    >>> auth = Authenticator.from_settings(settings)                      # doctest: +SKIP
+    >>> hosts = default_allowed_hosts(config.host)   # listeners.py        # doctest: +SKIP
+    >>> app = SecurityMiddleware(rest_app, auth, allowed_hosts=hosts)     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -39,28 +39,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address is reachable from this machine only.
-
-    Example:
-        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
-        (True, True, False)
-    """
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def default_allowed_hosts(bind_host: str) -> tuple[str, ...] | None:
-    """The ``Host`` names to accept: loopback names for a loopback listener, else any."""
-    return LOOPBACK_NAMES if is_loopback(bind_host) else None
 
 
 def _hostname(value: str) -> str:

@@ -134,7 +134,10 @@ class LocalKeyProvider:
         try:
             return bytes(self._aead.decrypt(wrapped[:12], wrapped[12:], aad))
         except (_invalid_tag(), ValueError):
-            raise DecryptionError("cannot unwrap the data key (wrong master key?)") from None
+            raise DecryptionError(
+                "cannot unwrap the data key (wrong master key, or the artifact belongs to "
+                "another model, version or file)"
+            ) from None
 
 
 def key_provider_from_settings(settings: Settings) -> KeyProvider | None:
