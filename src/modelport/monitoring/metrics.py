@@ -400,14 +400,17 @@ class ServingMetrics:
 
     # ------------------------------------------------------------------ exposition
 
-    def render(self, accept: str | None) -> tuple[bytes, str]:
-        """The ``/metrics`` body and content type: OpenMetrics when ``accept`` asks for it.
+    def render(self, accept: str | bytes | None) -> tuple[bytes, str]:
+        """The ``/metrics`` body and content type: OpenMetrics when ``accept`` (the
+        request's Accept header, as text or raw bytes) asks for it.
 
         Example:
             >>> m = ServingMetrics(process=False)
             >>> m.render("application/openmetrics-text; version=1.0.0")[1].split(";")[0]
             'application/openmetrics-text'
         """
+        if isinstance(accept, bytes):
+            accept = accept.decode("latin-1")
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 
@@ -511,6 +514,31 @@ class _HotPathCollector:
             inflight.add_metric(mv, vm.current_inflight())
             depth.add_metric(mv, vm.current_queue_depth())
         yield from (requests, duration, queue, compute, batch, inflight, depth)
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set size in bytes (Linux ``/proc``; else psutil; else None).
+
+    The server reads it before and after loading a version: the growth is the
+    version's memory (approximate when two loads overlap).
+
+    Example:
+        >>> (resident_bytes() or 1) > 0
+        True
+    """
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+        import os
+
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.Process().memory_info().rss)
 
 
 def quantile_from_buckets(q: float, counts: list[int]) -> float | None:

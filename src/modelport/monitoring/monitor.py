@@ -240,6 +240,10 @@ class Monitor:
             )
             state.versions[version] = vm
         vm._history.append((self._clock(), {}, [0] * len(vm_metrics.queue)))
+        if self.payload_log is not None and self.config.enabled:
+            # series start at zero, so rate() and increase() see the first record or drop
+            self.metrics.payload_records.labels(model)
+            self.metrics.payload_dropped.labels(model)
         if load_seconds is not None:
             self.metrics.model_loaded(
                 model, version, load_seconds=load_seconds, memory_bytes=memory_bytes
@@ -389,6 +393,6 @@ class Monitor:
         if self.payload_log is not None:
             self.payload_log.close()
 
-    def render(self, accept: str | None) -> tuple[bytes, str]:
+    def render(self, accept: str | bytes | None) -> tuple[bytes, str]:
         """The ``/metrics`` body and content type."""
         return self.metrics.render(accept)
