@@ -184,6 +184,9 @@ def raw_request(
 def opened_files() -> Iterator[list[str]]:
     """Record every file the process opens inside the block (a sys audit hook)."""
     record: list[str] = []
+    if not _HOOK_STATE["installed"]:
+        sys.addaudithook(_hook)  # hooks cannot be removed: install once, on first use
+        _HOOK_STATE["installed"] = True
     _HOOK_STATE["target"] = record
     try:
         yield record
@@ -191,13 +194,10 @@ def opened_files() -> Iterator[list[str]]:
         _HOOK_STATE["target"] = None
 
 
-_HOOK_STATE: dict[str, list[str] | None] = {"target": None}
+_HOOK_STATE: dict[str, Any] = {"target": None, "installed": False}
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     target = _HOOK_STATE["target"]
     if target is not None and event == "open" and args and isinstance(args[0], str | bytes):
         target.append(args[0] if isinstance(args[0], str) else args[0].decode(errors="replace"))
-
-
-sys.addaudithook(_hook)
