@@ -111,6 +111,7 @@ def test_public_api_is_exactly_the_curated_names():
         "Settings",
         "TensorSpec",
         "__version__",
+        "register",
     }
     for name in modelport.__all__:
         assert getattr(modelport, name) is not None

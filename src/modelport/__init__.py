@@ -8,6 +8,9 @@ Example:
     >>> reg = Registry.from_settings(Settings())          # doctest: +SKIP
     >>> reg.register("iris.onnx", name="iris").ref       # doctest: +SKIP
     'iris:1'
+    >>> import modelport
+    >>> modelport.register(pipeline, name="cancer", sample_input=X[:10]).ref  # doctest: +SKIP
+    'cancer:1'
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ _EXPORTS = {
     "ModelSignature": "modelport.core.types",
     "TensorSpec": "modelport.core.types",
     "ModelportError": "modelport.core.errors",
+    "register": "modelport.registry.service",
 }
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "Settings",
     "TensorSpec",
     "__version__",
+    "register",
 ]
 
 if TYPE_CHECKING:
@@ -45,7 +50,7 @@ if TYPE_CHECKING:
     from modelport.core.errors import ModelportError
     from modelport.core.types import ModelRef, ModelSignature, TensorSpec
     from modelport.registry.records import Lineage, ModelVersion
-    from modelport.registry.service import Registry
+    from modelport.registry.service import Registry, register
 
 
 def __getattr__(name: str) -> Any:

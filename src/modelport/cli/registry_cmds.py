@@ -75,11 +75,38 @@ def register(
         list[str] | None, typer.Option("--metric", help="name=number, repeatable.")
     ] = None,
     framework: Annotated[
-        str | None, typer.Option(help="Skip detection and read the file as this format.")
+        str | None,
+        typer.Option(
+            help="Read the file as this framework (sklearn, pytorch, …) or format "
+            "(torchscript, torch-export, …) instead of detecting it."
+        ),
     ] = None,
+    sample_input: Annotated[
+        Path | None,
+        typer.Option(
+            "--sample-input",
+            help="Example input (.npy array, or .npz of named arrays) from which the "
+            "signature of sklearn, PyTorch and booster models is derived; stored with "
+            "the version.",
+        ),
+    ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Allow files that run code when loaded (pickle/joblib, pickled torch "
+            "modules, python models, skops types outside the policy); recorded in the "
+            "version.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a model file as the next version of NAME; prints its reference (NAME:N)."""
+    """Register a model file as the next version of NAME; prints its reference (NAME:N).
+
+    The framework is detected from the file's content: ONNX, scikit-learn (skops, or
+    pickle/joblib with --trust), PyTorch (TorchScript .pt, torch.export .pt2, pickled
+    modules with --trust), LightGBM text, XGBoost JSON/UBJSON, python model directories.
+    """
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from modelport.core.types import validate_name
@@ -91,6 +118,8 @@ def register(
     fmt = reg.detect(path, framework)
     if not as_json:
         typer.echo(f"detected {fmt.framework} model ({fmt.name}) in {path.name}", err=True)
+        if trust:
+            typer.echo("--trust: this model may run its own code when loaded", err=True)
     total = sum(
         p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()
     )
@@ -108,6 +137,8 @@ def register(
             path,
             name,
             framework=fmt.name,
+            sample_input=sample_input,
+            trust=trust,
             description=description,
             tags=tags,
             metrics=metrics,  # type: ignore[arg-type]  # validated to floats by the registry

@@ -20,9 +20,11 @@ import builtins
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
@@ -61,11 +63,36 @@ from modelport.registry.records import (
     canonical_json,
 )
 from modelport.registry.store import ArtifactStore, LocalStore, Progress, open_store, sha256_file
-from modelport.runtimes import FORMATS, Inspection, ModelFormat, formats, get_format
+from modelport.runtimes import (
+    Inspection,
+    ModelFormat,
+    default_input_name,
+    formats,
+    formats_for,
+    get_format,
+    supported,
+)
+from modelport.runtimes._pickles import describe_file
+from modelport.runtimes.live import save_object
+from modelport.runtimes.sample import (
+    MAX_STORED_SAMPLE_BYTES,
+    SAMPLE_FILE,
+    as_sample,
+    sample_nbytes,
+    save_sample,
+)
 
 #: Aliases that are computed, not stored.
 RESERVED_ALIASES = frozenset({"latest"})
 Step = Callable[[str], None]
+#: Framework → the packages whose versions a registration records in its lineage.
+_PACKAGES = {
+    "onnx": ("onnx",),
+    "sklearn": ("scikit-learn", "skops"),
+    "pytorch": ("torch",),
+    "lightgbm": ("lightgbm",),
+    "xgboost": ("xgboost",),
+}
 _VERSION_LOAD = (
     selectinload(VersionRow.files),
     selectinload(VersionRow.model).selectinload(ModelRow.aliases),
@@ -161,18 +188,25 @@ class Registry:
     # ------------------------------------------------------------------ register
 
     def detect(self, path: Path, framework: str | None = None) -> ModelFormat:
-        """The format of the model at ``path`` (by content), or the one named."""
+        """The format of the model at ``path``, judged by its content.
+
+        ``framework`` narrows the choice to one format (``torchscript``) or to the formats
+        of one framework (``pytorch``, ``sklearn``); if none of them recognises the file,
+        the first is returned so its inspection can say what is wrong.
+        """
         if not path.exists():
             raise NotFound(f"no such file or directory: {path}")
         if framework:
-            return get_format(framework)
+            candidates = formats_for(framework)
+            return next((f for f in candidates if f.sniff(path)), candidates[0])
         for fmt in formats():
             if fmt.sniff(path):
                 return fmt
         kind = "directory" if path.is_dir() else "file"
         raise UnsupportedFormat(
-            f"{path.name}: no supported model format recognised in this {kind}; "
-            f"supported: {', '.join(FORMATS)} (pass --framework to choose one)"
+            f"{path.name}: no supported model format recognised in this {kind} "
+            f"({describe_file(path)}); supported: {supported()} "
+            "(pass --framework to choose one)"
         )
 
     def register(
@@ -181,6 +215,8 @@ class Registry:
         name: str,
         *,
         framework: str | None = None,
+        sample_input: Any = None,
+        trust: bool = False,
         description: str = "",
         tags: Mapping[str, str] | None = None,
         metrics: Mapping[str, float] | None = None,
@@ -192,27 +228,97 @@ class Registry:
         """Register the model file or directory at ``path`` as the next version of ``name``.
 
         The format is detected from the content (``framework`` overrides), checked and
-        its signature read before anything is written.
+        its signature read before anything is written. Formats that carry no signature
+        (scikit-learn, PyTorch, boosters) derive it by running ``sample_input`` (an
+        array, a dict of named arrays, or a ``.npy``/``.npz`` path), which is stored with
+        the version as ``sample_input.npz``. Files that run code when loaded (pickles,
+        python models) are refused unless ``trust`` (``trusted`` is the same flag); the
+        version then records ``trusted=True``.
+
+        Example:
+            >>> reg.register("pipe.skops", "cancer", sample_input=X[:10]).ref  # doctest: +SKIP
+            'cancer:1'
         """
         validate_name(name)
         src = Path(path)
         if not src.exists():
             raise NotFound(f"no such file or directory: {src}")
         fmt = self.detect(src, framework)
-        inspection = fmt.inspect(src)
+        allow = trust or trusted
+        sample = None
+        if sample_input is not None:
+            sample = as_sample(sample_input, default_input_name(fmt))
+        inspection = fmt.inspect(src, sample_input=sample, trust=allow)
+        needs_trust = bool(inspection.extra.get("requires_trust"))
         if lineage is None:
-            lineage = Lineage("register", tool_versions=tool_versions(fmt.framework))
-        return self.register_inspection(
-            inspection,
-            name,
-            description=description,
-            tags=tags,
-            metrics=metrics,
-            lineage=lineage,
-            trusted=trusted,
-            extra=extra,
-            progress=progress,
-        )
+            lineage = Lineage(
+                "register", tool_versions=tool_versions(*_PACKAGES.get(fmt.framework, ()))
+            )
+        with tempfile.TemporaryDirectory(prefix="modelport-sample-") as tmp:
+            if (
+                sample is not None
+                and SAMPLE_FILE not in inspection.files
+                and sample_nbytes(sample) <= MAX_STORED_SAMPLE_BYTES
+            ):
+                stored = save_sample(sample, Path(tmp) / SAMPLE_FILE)
+                inspection = replace(
+                    inspection,
+                    files={**inspection.files, SAMPLE_FILE: stored},
+                    extra={**inspection.extra, "sample_input": SAMPLE_FILE},
+                )
+            return self.register_inspection(
+                inspection,
+                name,
+                description=description,
+                tags=tags,
+                metrics=metrics,
+                lineage=lineage,
+                trusted=allow and needs_trust,
+                extra=extra,
+                progress=progress,
+            )
+
+    def register_object(
+        self,
+        obj: Any,
+        name: str,
+        *,
+        sample_input: Any = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Register a live model object, saved first in its framework's safe format.
+
+        scikit-learn estimators and pipelines go to skops, ``torch.nn.Module`` to
+        ``torch.export`` (TorchScript if export fails; needs ``sample_input``),
+        LightGBM and XGBoost boosters to their native text/JSON.
+
+        Example:
+            >>> reg.register_object(pipe, "cancer", sample_input=X[:10]).format  # doctest: +SKIP
+            'sklearn'
+        """
+        validate_name(name)
+        with tempfile.TemporaryDirectory(prefix="modelport-object-") as tmp:
+            saved = save_object(obj, Path(tmp), sample_input)
+            fmt = get_format(saved.format)
+            lineage = Lineage(
+                "register",
+                params={"source": "python-object", "type": saved.type_name},
+                tool_versions=tool_versions(*_PACKAGES.get(fmt.framework, ())),
+            )
+            return self.register(
+                saved.path,
+                name,
+                framework=saved.format,
+                sample_input=saved.sample,
+                description=description,
+                tags=tags,
+                metrics=metrics,
+                lineage=lineage,
+                extra={**saved.extra, **(extra or {})},
+            )
 
     def register_inspection(
         self,
@@ -756,6 +862,35 @@ def _to_record(row: VersionRow) -> ModelVersion:
 
 
 def _replace_digest(rec: ModelVersion, digest: str) -> ModelVersion:
-    from dataclasses import replace
-
     return replace(rec, manifest_digest=digest)
+
+
+def register(
+    model: Any,
+    name: str,
+    *,
+    sample_input: Any = None,
+    registry: Registry | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> ModelVersion:
+    """Register a model — a live object or a file/directory path — as the next version.
+
+    Uses ``registry`` if given, else the one ``settings`` (default: the environment)
+    describe. Other keyword arguments go to :meth:`Registry.register` or
+    :meth:`Registry.register_object` (``description``, ``tags``, ``trust`` …).
+
+    Example:
+        >>> import modelport
+        >>> v = modelport.register(pipe, name="cancer", sample_input=X[:10])  # doctest: +SKIP
+        >>> v.ref, v.framework                                              # doctest: +SKIP
+        ('cancer:1', 'sklearn')
+    """
+    reg = registry or Registry.from_settings(settings or Settings())
+    try:
+        if isinstance(model, str | os.PathLike):
+            return reg.register(model, name, sample_input=sample_input, **options)
+        return reg.register_object(model, name, sample_input=sample_input, **options)
+    finally:
+        if registry is None:
+            reg.close()
