@@ -86,19 +86,32 @@ def main() -> None:
     results["RequestMetrics.observe (same 4)"] = ns_per_op(ours)
 
     # --- each hook alone
-    window = DriftWindow("m", "1", 1000)
-    results["DriftWindow.add"] = ns_per_op(
-        lambda n: [window.add(x, out["label"]) for _ in range(n)]
-    )
+    window = DriftWindow("m", "1", 1000, high_dim=False)
+    label = out["label"]
+
+    def window_add(n: int) -> None:
+        add = window.add
+        for _ in range(n):
+            add(x, label)
+
     store = FeedbackStore("m", max_predictions=100_000)
     ids = [f"req-{i}" for i in range(200_000)]
-    results["FeedbackStore.remember"] = ns_per_op(
-        lambda n: [store.remember(ids[i], "1", out["label"]) for i in range(n)]
-    )
+
+    def remember(n: int) -> None:
+        rem = store.remember
+        for i in range(n):
+            rem(ids[i], "1", label)
+
     plog = PayloadLogger(NullSink(), default_rate=0.01, queue_size=1 << 20)
-    results["PayloadLogger.maybe_log (1 %)"] = ns_per_op(
-        lambda n: [plog.maybe_log("m", "1", "id", x, out, 0.001) for _ in range(n)]
-    )
+
+    def maybe_log(n: int) -> None:
+        log = plog.maybe_log
+        for _ in range(n):
+            log("m", "1", "id", x, out, 0.001)
+
+    results["DriftWindow.add"] = ns_per_op(window_add)
+    results["FeedbackStore.remember"] = ns_per_op(remember)
+    results["PayloadLogger.maybe_log (1 %)"] = ns_per_op(maybe_log)
     plog.close()
 
     # --- everything a request pays, through the monitor
@@ -118,8 +131,9 @@ def main() -> None:
         vrest = vm.protocol("rest")
 
         def full(n: int) -> None:
+            observe = vm.observe
             for i in range(n):
-                vm.observe(vrest, ids[i], x, out, 200, 1_200_000, 100_000, 900_000)
+                observe(vrest, ids[i], x, out, 200, 1_200_000, 100_000, 900_000)
 
         results["VersionMonitor.observe (all hooks)"] = ns_per_op(full)
 

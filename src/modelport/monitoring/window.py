@@ -99,11 +99,10 @@ class DriftWindow:
 
     def _trim(self) -> None:
         with self._lock:
-            items = self._items
-            rows = sum(item[2] for item in items)
-            while len(items) > 1 and rows - items[0][2] >= self.capacity:
-                rows -= items.popleft()[2]
-            self._rows = rows
+            items, rows, removed = self._items, self._rows, 0
+            while len(items) > 1 and rows - removed - items[0][2] >= self.capacity:
+                removed += items.popleft()[2]
+            self._rows -= removed
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """The window's newest ``capacity`` rows as feature columns, and predictions."""
