@@ -43,6 +43,18 @@ def serve(
     shutdown_delay: Annotated[
         float, typer.Option(help="Seconds to keep serving after readiness turns off.")
     ] = 0.0,
+    auth: Annotated[
+        bool, typer.Option("--auth", help="Require API keys/JWT (modelport auth create-key).")
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Allow a non-loopback address without --auth."),
+    ] = False,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="CA of client certificates (mutual TLS).")
+    ] = None,
 ) -> None:
     """Serve registry versions over HTTP (KServe V2, TF Serving) and gRPC until stopped."""
     import logging
@@ -65,6 +77,8 @@ def serve(
     if max_queue_delay_us is not None:
         defaults["max_queue_delay_us"] = max_queue_delay_us
     cfg = ServeConfig.load(config, overrides)
+    if insecure:
+        cfg = cfg.model_copy(update={"insecure": True})
     if no_grpc:
         cfg = cfg.model_copy(update={"grpc_port": None})
     if defaults:
@@ -77,9 +91,21 @@ def serve(
     if not cfg.models and not cfg.serve_all:
         raise InvalidArgument("nothing to serve: name models (e.g. iris@production) or pass --all")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    scheme = "https" if tls_cert else "http"
     grpc = f", gRPC {cfg.host}:{cfg.grpc_port}" if cfg.grpc_port is not None else ""
-    typer.echo(f"modelport serving on http://{cfg.host}:{cfg.http_port}{grpc}", err=True)
-    serve_forever(Settings(), cfg, shutdown_delay_s=shutdown_delay)
+    typer.echo(f"modelport serving on {scheme}://{cfg.host}:{cfg.http_port}{grpc}", err=True)
+    settings = Settings()
+    updates: dict[str, Any] = {"auth_enabled": True} if auth else {}
+    for field, value in (
+        ("tls_cert_file", tls_cert),
+        ("tls_key_file", tls_key),
+        ("tls_client_ca_file", tls_client_ca),
+    ):
+        if value is not None:
+            updates[field] = value
+    if updates:
+        settings = settings.model_copy(update=updates)
+    serve_forever(settings, cfg, shutdown_delay_s=shutdown_delay)
 
 
 def _load_data(data: str) -> dict[str, Any] | Any:

@@ -48,6 +48,9 @@ class LoadSpec:
     signature: ModelSignature
     extra: dict[str, Any] = field(default_factory=dict)
     trusted: bool = False
+    #: decrypted file contents (name → bytes) for encrypted versions; formats that can
+    #: load from memory use these instead of the (ciphertext) files in ``directory``
+    blobs: dict[str, bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)

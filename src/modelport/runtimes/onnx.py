@@ -170,6 +170,12 @@ class OnnxFormat:
         return Inspection(self.name, self.framework, signature, files, entry, extra)
 
     def load(self, spec: LoadSpec, options: RuntimeOptions) -> OnnxRuntime:
+        if spec.blobs and spec.entry in spec.blobs:  # decrypted in memory, never on disk
+            if len(spec.blobs) > 1:
+                raise InvalidModel(
+                    "an encrypted ONNX model with external data files cannot load from memory"
+                )
+            return OnnxRuntime(spec.blobs[spec.entry], options)
         return OnnxRuntime.from_path(spec.directory / spec.entry, options)
 
 

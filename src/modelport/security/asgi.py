@@ -77,13 +77,12 @@ class SecurityMiddleware:
         except ModelportError as e:
             await _refuse(send, e)
             return
-        scope = {**scope, "modelport.principal": principal}
+        if principal is not None:
+            scope = {**scope, "modelport.principal": principal}
         await self.app(scope, receive, send)
 
     def _check(self, scope: Scope) -> Any:
         method: str = scope["method"]
-        raw = scope.get("raw_path") or scope["path"].encode()
-        rule = classify_rest(method, raw)
         authorization: list[bytes] = []
         host = origin = fetch_site = None
         for name, value in scope["headers"]:
@@ -104,8 +103,12 @@ class SecurityMiddleware:
             or (origin is not None and (host is None or urlsplit(origin).netloc != host))
         ):
             raise PermissionDenied("cross-origin request refused")
+        if not self.auth.enabled:  # hot path without authentication: Host/Origin only
+            return None
         if len(authorization) > 1:
             raise Unauthenticated("invalid credentials: more than one Authorization header")
+        raw = scope.get("raw_path") or scope["path"].encode()
+        rule = classify_rest(method, raw)
         credential = authorization[0].decode("latin-1") if authorization else None
         client = scope.get("client")
         peer = f"{client[0]}" if client else ""

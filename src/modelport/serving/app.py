@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 from modelport.core.config import Settings
 from modelport.registry import Registry
+from modelport.security.asgi import SecurityMiddleware
+from modelport.security.audit import AuditLog
+from modelport.security.auth import Authenticator
+from modelport.security.listeners import default_allowed_hosts
+from modelport.security.loading import LoadGuard
 from modelport.serving.config import ModelConfig, ServeConfig
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.manager import ModelManager
@@ -29,6 +34,8 @@ class ServingApp:
     manager: ModelManager
     dataplane: DataPlane
     rest: RestApp
+    auth: Authenticator
+    asgi: SecurityMiddleware  # what the HTTP listener runs: checks, then ``rest``
 
     async def close(self) -> None:
         await self.manager.close()
@@ -54,9 +61,13 @@ async def build_app(
         max_workers=config.threads or max(2, os.cpu_count() or 1),
         thread_name_prefix="modelport-infer",
     )
-    manager = ModelManager(registry, pool, drain_timeout_s=config.drain_timeout_s)
+    audit = AuditLog.from_settings(settings)
+    auth = Authenticator.from_settings(settings, audit=audit)
+    guard = LoadGuard.from_settings(settings, audit=audit)
+    manager = ModelManager(registry, pool, drain_timeout_s=config.drain_timeout_s, guard=guard)
     for model in model_configs(config, registry):
         await manager.add(model)
     dataplane = DataPlane(manager, config)
     rest = RestApp(dataplane, max_body_bytes=config.max_body_bytes)
-    return ServingApp(settings, config, registry, pool, manager, dataplane, rest)
+    asgi = SecurityMiddleware(rest, auth, allowed_hosts=default_allowed_hosts(config.host))
+    return ServingApp(settings, config, registry, pool, manager, dataplane, rest, auth, asgi)

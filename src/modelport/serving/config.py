@@ -69,6 +69,7 @@ class ServeConfig(BaseModel):
     drain_timeout_s: float = Field(default=30.0, ge=0)
     poll_interval_s: float = Field(default=2.0, gt=0)
     threads: int = Field(default=0, ge=0, le=256)  # inference pool size; 0 = cores
+    insecure: bool = False  # allow a non-loopback listener without authentication
     default_model: ModelConfig = Field(default_factory=lambda: ModelConfig(ref="default"))
 
     @classmethod

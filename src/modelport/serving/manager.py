@@ -20,6 +20,7 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from modelport.core.types import DATATYPES, ModelRef, ModelSignature
 from modelport.protocol.dtypes import BF16_DTYPE
 from modelport.registry import ModelVersion, Registry
 from modelport.runtimes import LoadSpec, Runtime, RuntimeOptions, load_runtime
+from modelport.security.loading import LoadGuard
 from modelport.serving.batcher import INLINE_BELOW_NS, BatchingConfig, Executor
 from modelport.serving.config import ModelConfig
 from modelport.serving.stats import VersionStats
@@ -101,8 +103,10 @@ class ModelManager:
         pool: ThreadPoolExecutor,
         *,
         drain_timeout_s: float = 30.0,
+        guard: LoadGuard | None = None,
     ) -> None:
         self.registry = registry
+        self.guard = guard
         self.pool = pool
         self.drain_timeout_s = drain_timeout_s
         self.models: dict[str, ServedModel] = {}
@@ -185,7 +189,15 @@ class ModelManager:
     async def _load_version(self, model: ServedModel, record: ModelVersion) -> LoadedVersion:
         t0 = time.perf_counter()
         directory = await asyncio.to_thread(self.registry.open, record)
-        spec = LoadSpec(directory, record.entry, record.signature, record.extra, record.trusted)
+        blobs: dict[str, bytes] | None = None
+        if self.guard is not None:  # signature, files, decryption into memory
+            verified = await asyncio.to_thread(
+                self.guard.check, record.manifest(), directory, self._signature(record)
+            )
+            blobs = verified.files or None
+        spec = LoadSpec(
+            directory, record.entry, record.signature, record.extra, record.trusted, blobs
+        )
         config = model.config
         batching = config.batching()
         if record.signature.inputs and any(
@@ -226,6 +238,10 @@ class ModelManager:
             "inline" if inline else "thread pool",
         )
         return loaded
+
+    def _signature(self, record: ModelVersion) -> dict[str, Any] | None:
+        """The stored signature document of a version, if the registry keeps one."""
+        return self.registry.signature(record) if hasattr(self.registry, "signature") else None
 
     async def _retire(self, model: ServedModel, number: int) -> None:
         """Drain a version that no longer answers by default, then unload it."""

@@ -23,13 +23,14 @@ from typing import Any
 
 from modelport.core.config import Settings
 from modelport.core.errors import InvalidArgument
+from modelport.security.listeners import TlsFiles, check_exposure
 from modelport.serving.app import ServingApp, build_app
 from modelport.serving.config import ServeConfig
 
 log = logging.getLogger("modelport.serving")
 
 
-def _uvicorn_server(app: ServingApp, sock: socket.socket) -> Any:
+def _uvicorn_server(app: ServingApp, sock: socket.socket, tls: TlsFiles | None) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -38,7 +39,7 @@ def _uvicorn_server(app: ServingApp, sock: socket.socket) -> Any:
             yield
 
     cfg = uvicorn.Config(
-        app.rest,
+        app.asgi,
         http="httptools",
         loop="none",
         lifespan="off",
@@ -47,6 +48,7 @@ def _uvicorn_server(app: ServingApp, sock: socket.socket) -> Any:
         timeout_graceful_shutdown=int(app.config.drain_timeout_s) or None,
         timeout_keep_alive=30,
         limit_concurrency=None,
+        **(tls.uvicorn_options() if tls is not None else {}),
     )
     return Server(cfg)
 
@@ -92,11 +94,14 @@ async def run_server(
     install_signals: bool = True,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``RunningServer.stop()``), then shut down gracefully."""
+    check_exposure(config.host, auth_enabled=settings.auth_enabled, insecure=config.insecure)
+    tls = TlsFiles.from_settings(settings)
     app = await build_app(settings, config)
     sock = bind_socket(config.host, config.http_port, reuse_port)
-    server = _uvicorn_server(app, sock)
+    server = _uvicorn_server(app, sock, tls)
     grpc_server, grpc_port = None, None
     if config.grpc_port is not None:
+        from modelport.security.grpc_auth import AuthInterceptor
         from modelport.serving.grpc.server import start_grpc_server
 
         grpc_server, grpc_port = await start_grpc_server(
@@ -105,6 +110,8 @@ async def run_server(
             config.grpc_port,
             max_message_bytes=config.max_body_bytes,
             reuse_port=reuse_port,
+            interceptors=[AuthInterceptor(app.auth)] if app.auth.enabled else (),
+            credentials=tls.grpc_credentials() if tls is not None else None,
         )
     poller = asyncio.get_running_loop().create_task(app.manager.poll(config.poll_interval_s))
     stopping = asyncio.Event()

@@ -206,6 +206,7 @@ async def start_grpc_server(
     reuse_port: bool = False,
     health_watch_interval_s: float = 0.5,
     interceptors: Sequence[Any] = (),
+    credentials: Any = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC inference and health services; return the server and its port.
 
@@ -229,7 +230,11 @@ async def start_grpc_server(
     health = HealthServicer(dataplane, watch_interval_s=health_watch_interval_s)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     try:
-        bound = server.add_insecure_port(_address(host, port))
+        address = _address(host, port)
+        if credentials is not None:  # TLS (and mutual TLS): grpc.ssl_server_credentials
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError as e:
         await server.stop(None)
         raise InvalidArgument(f"cannot listen for gRPC on {host}:{port}: {e}") from e
