@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from tests.conftest import free_port, train_iris_onnx
 from tests.serving.conftest import IRIS_X, start_process_server, stop_process
 
@@ -65,11 +66,9 @@ def test_serve_with_auth_requires_a_key_over_rest_and_grpc(tmp_path):
         client = tg.InferenceServerClient(grpc_addr)
         inp = tg.InferInput("X", [3, 4], "FP32")
         inp.set_data_from_numpy(IRIS_X)
-        try:
+        with pytest.raises(InferenceServerException) as denied_grpc:
             client.infer("iris", [inp])
-            raise AssertionError("gRPC inference without a key succeeded")
-        except InferenceServerException as e:
-            assert "UNAUTHENTICATED" in str(e.status())
+        assert "UNAUTHENTICATED" in str(denied_grpc.value.status())
         result = client.infer("iris", [inp], headers={"authorization": f"Bearer {key}"})
         assert result.as_numpy("label").shape == (3,)
         client.close()
