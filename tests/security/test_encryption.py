@@ -43,7 +43,7 @@ def test_roundtrip_across_chunk_boundaries(provider: LocalKeyProvider, size: int
     data = PAYLOAD[:size]
     blob = encrypt(data, provider, CTX, chunk=1000)
     assert is_encrypted(blob)
-    assert data[:64] not in blob or size == 0
+    assert size < 16 or data[:64] not in blob  # short plaintexts may occur by chance
     assert decrypt(blob, provider, CTX) == data
     assert key_id_of(blob) == provider.key_id
 

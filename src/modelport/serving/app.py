@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from modelport.core.config import Settings
+from modelport.monitoring.monitor import Monitor
 from modelport.registry import Registry
 from modelport.security.asgi import SecurityMiddleware
 from modelport.security.audit import AuditLog
@@ -36,9 +37,11 @@ class ServingApp:
     rest: RestApp
     auth: Authenticator
     asgi: SecurityMiddleware  # what the HTTP listener runs: checks, then ``rest``
+    monitor: Monitor
 
     async def close(self) -> None:
         await self.manager.close()
+        self.monitor.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.registry.close()
 
@@ -64,10 +67,16 @@ async def build_app(
     audit = AuditLog.from_settings(settings)
     auth = Authenticator.from_settings(settings, audit=audit)
     guard = LoadGuard.from_settings(settings, audit=audit)
-    manager = ModelManager(registry, pool, drain_timeout_s=config.drain_timeout_s, guard=guard)
+    monitor = Monitor(config.monitoring, home=settings.home)
+    manager = ModelManager(
+        registry, pool, drain_timeout_s=config.drain_timeout_s, guard=guard, monitor=monitor
+    )
     for model in model_configs(config, registry):
         await manager.add(model)
-    dataplane = DataPlane(manager, config)
-    rest = RestApp(dataplane, max_body_bytes=config.max_body_bytes)
+    dataplane = DataPlane(manager, config, monitor=monitor)
+    rest = RestApp(dataplane, max_body_bytes=config.max_body_bytes, metrics=monitor.render)
     asgi = SecurityMiddleware(rest, auth, allowed_hosts=default_allowed_hosts(config.host))
-    return ServingApp(settings, config, registry, pool, manager, dataplane, rest, auth, asgi)
+    monitor.start()
+    return ServingApp(
+        settings, config, registry, pool, manager, dataplane, rest, auth, asgi, monitor
+    )

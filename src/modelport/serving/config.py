@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelport.core.errors import InvalidArgument
 from modelport.core.types import ModelRef
+from modelport.monitoring.config import MonitoringConfig
 from modelport.serving.batcher import BatchingConfig
 
 
@@ -71,6 +72,7 @@ class ServeConfig(BaseModel):
     threads: int = Field(default=0, ge=0, le=256)  # inference pool size; 0 = cores
     insecure: bool = False  # allow a non-loopback listener without authentication
     default_model: ModelConfig = Field(default_factory=lambda: ModelConfig(ref="default"))
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any]) -> ServeConfig:

@@ -9,15 +9,23 @@ the request path and never sees JSON, HTTP or gRPC.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from modelport import __version__
-from modelport.core.errors import DeadlineExceeded, InvalidArgument, ModelportError, NotFound
+from modelport.core.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ModelportError,
+    NotFound,
+    Unavailable,
+)
 from modelport.core.types import InferenceRequest, InferenceResponse, ModelSignature
+from modelport.monitoring.monitor import Monitor
 from modelport.protocol.triton_config import model_config as triton_model_config
 from modelport.protocol.triton_config import model_metadata as v2_model_metadata
 from modelport.protocol.triton_config import platform_of
@@ -35,8 +43,6 @@ EXTENSIONS = [
     "parameters",
 ]
 
-RequestHook = Callable[[LoadedVersion, InferenceRequest, InferenceResponse | None, int], None]
-
 
 class DataPlane:
     """Inference and model control over the loaded models of a :class:`ModelManager`."""
@@ -46,13 +52,15 @@ class DataPlane:
         manager: ModelManager,
         config: ServeConfig,
         *,
-        on_request: RequestHook | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
+        self.monitor = monitor
+        self._id_prefix = f"{os.getpid():x}-{int(time.time()):x}-"
+        self._ids = itertools.count(1)
         self.manager = manager
         self.config = config
         self._live = True
         self.accepting = True
-        self._on_request = on_request
         self.inflight = 0
 
     # ---------------------------------------------------------------- health
@@ -128,10 +136,14 @@ class DataPlane:
         request: InferenceRequest,
         *,
         timeout_s: float | None = None,
+        protocol: str = "rest",
     ) -> InferenceResponse:
         """Validate and run one request; errors are ModelportError subclasses."""
         t0 = time.perf_counter_ns()
         loaded = self.manager.resolve(name, version)
+        if request.id is None:  # every answer carries an id, for feedback
+            request.id = f"{self._id_prefix}{next(self._ids):x}"
+        timing = None
         loaded.inflight += 1  # before any await: a version swap waits for this request
         self.inflight += 1
         try:
@@ -153,13 +165,27 @@ class DataPlane:
                         outputs, timing = await executor.submit(request.inputs)
                 except TimeoutError as e:
                     raise DeadlineExceeded(f"inference did not finish within {timeout:g}s") from e
+            full_outputs = outputs
             if request.outputs is not None:
                 outputs = _select(outputs, [o.name for o in request.outputs])
             response = InferenceResponse(name, str(loaded.version), outputs, request.id, {})
-        except ModelportError:
+        except ModelportError as e:
             loaded.stats.record_failure(time.perf_counter_ns() - t0)
-            if self._on_request:
-                self._on_request(loaded, request, None, time.perf_counter_ns() - t0)
+            vm = loaded.monitor
+            if vm is not None:
+                vm.observe(
+                    loaded.counters[protocol],
+                    request.id,
+                    request.inputs,
+                    None,
+                    int(e.http_status),
+                    time.perf_counter_ns() - t0,
+                    timing.queue_ns if timing else None,
+                    timing.compute_ns if timing else None,
+                )
+                reason = _REJECTED.get(type(e))
+                if reason is not None and self.monitor is not None:
+                    self.monitor.metrics.observe_rejected(name, reason)
             raise
         finally:
             self.inflight -= 1
@@ -172,8 +198,20 @@ class DataPlane:
             _rows(request.inputs),
             loaded.batching.enabled,
         )
-        if self._on_request:
-            self._on_request(loaded, request, response, total)
+        vm = loaded.monitor
+        if vm is not None:
+            if not loaded.batching.enabled:
+                vm.metrics.observe_batch(_rows(request.inputs))
+            vm.observe(
+                loaded.counters[protocol],
+                request.id,
+                request.inputs,
+                full_outputs,
+                200,
+                total,
+                timing.queue_ns,
+                timing.compute_ns,
+            )
         return response
 
     # ---------------------------------------------------------------- statistics
@@ -237,6 +275,12 @@ def _timeout_parameter(request: InferenceRequest) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidArgument("parameter 'timeout' must be a positive integer (microseconds)")
     return value / 1e6
+
+
+_REJECTED: dict[type[ModelportError], str] = {
+    Unavailable: "queue_full",
+    DeadlineExceeded: "deadline",
+}
 
 
 def _select(outputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

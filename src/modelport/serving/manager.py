@@ -26,6 +26,8 @@ import numpy as np
 
 from modelport.core.errors import ModelportError, NotFound, Unavailable
 from modelport.core.types import DATATYPES, ModelRef, ModelSignature
+from modelport.monitoring.metrics import RequestMetrics, resident_bytes
+from modelport.monitoring.monitor import Monitor, VersionMonitor
 from modelport.protocol.dtypes import BF16_DTYPE
 from modelport.registry import ModelVersion, Registry
 from modelport.runtimes import LoadSpec, Runtime, RuntimeOptions, load_runtime
@@ -60,6 +62,8 @@ class LoadedVersion:
     stats: VersionStats = field(default_factory=VersionStats)
     load_seconds: float = 0.0
     inflight: int = 0  # requests that resolved to this version and are not answered yet
+    monitor: VersionMonitor | None = None
+    counters: dict[str, RequestMetrics] = field(default_factory=dict)  # by protocol
     timeout_s: float | None = None  # per-model request timeout (serve config)
 
     @property
@@ -104,9 +108,11 @@ class ModelManager:
         *,
         drain_timeout_s: float = 30.0,
         guard: LoadGuard | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.registry = registry
         self.guard = guard
+        self.monitor = monitor
         self.pool = pool
         self.drain_timeout_s = drain_timeout_s
         self.models: dict[str, ServedModel] = {}
@@ -164,6 +170,8 @@ class ModelManager:
         except ModelportError as e:
             if model.current is None:
                 model.state, model.reason = State.UNAVAILABLE, str(e)
+                if self.monitor is not None:  # nothing to serve: a failed load
+                    self.monitor.metrics.model_load_failed(model.name)
             log.warning("cannot resolve %s: %s", model.ref, e)
             return
         model.aliases = aliases
@@ -175,6 +183,8 @@ class ModelManager:
             loaded = await self._load_version(model, record)
         except ModelportError as e:
             log.error("loading %s failed: %s", record.ref, e)
+            if self.monitor is not None:
+                self.monitor.metrics.model_load_failed(model.name)
             if model.current is None:
                 model.state, model.reason = State.UNAVAILABLE, str(e)
             return
@@ -205,6 +215,7 @@ class ModelManager:
         ):
             batching = dataclasses.replace(batching, max_batch_size=0)
         sample = await asyncio.to_thread(_sample_input, directory, record.signature)
+        rss0 = resident_bytes()
         runtime = await asyncio.to_thread(
             load_runtime, record.format, spec, RuntimeOptions(intra_op_threads=1)
         )
@@ -217,9 +228,23 @@ class ModelManager:
             batching.execution == "auto" and not batching.enabled and latency < INLINE_BELOW_NS
         )
         stats = VersionStats()
-        executor = Executor(
-            runtime.predict, batching, self.pool, inline=inline, on_batch=stats.record_batch
-        )
+        on_batch = stats.record_batch
+        vm = None
+        if self.monitor is not None:
+            vm = self.monitor.attach(
+                model.name,
+                str(record.version),
+                record.signature,
+                record.extra,
+                queue_depth=lambda: executor.pending,
+            )
+            observe_batch = vm.metrics.observe_batch
+
+            def on_batch(rows: int, compute_ns: int) -> None:
+                stats.record_batch(rows, compute_ns)
+                observe_batch(rows)
+
+        executor = Executor(runtime.predict, batching, self.pool, inline=inline, on_batch=on_batch)
         loaded = LoadedVersion(
             record,
             runtime,
@@ -230,6 +255,16 @@ class ModelManager:
             time.perf_counter() - t0,
             timeout_s=config.timeout_s,
         )
+        if vm is not None and self.monitor is not None:
+            loaded.monitor = vm
+            loaded.counters = {p: vm.protocol(p) for p in ("rest", "grpc", "tfserving")}
+            rss1 = resident_bytes()
+            self.monitor.metrics.model_loaded(
+                model.name,
+                str(record.version),
+                load_seconds=loaded.load_seconds,
+                memory_bytes=max(0, rss1 - rss0) if rss0 is not None and rss1 is not None else None,
+            )
         log.info(
             "loaded %s in %.2fs (batch-1 %.0f µs, %s)",
             record.ref,
@@ -257,6 +292,8 @@ class ModelManager:
             )
         model.versions.pop(number, None)
         loaded.runtime.close()
+        if self.monitor is not None:
+            self.monitor.detach(model.name, str(number))
         log.info("unloaded %s", loaded.record.ref)
 
     async def refresh(self) -> None:

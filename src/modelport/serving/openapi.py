@@ -124,6 +124,32 @@ ROUTES: list[tuple[str, str, dict[str, Any]]] = [
             (400, 404, 413, 415, 500, 503, 504),
         ),
     ),
+    (
+        "/v2/models/{model_name}/feedback",
+        "post",
+        _op("Labels for earlier predictions, by request id", "monitoring"),
+    ),
+    (
+        "/v2/models/{model_name}/versions/{model_version}/feedback",
+        "post",
+        _op("Labels for earlier predictions of a version", "monitoring"),
+    ),
+    ("/v2/models/{model_name}/drift", "get", _op("Input and prediction drift", "monitoring")),
+    (
+        "/v2/models/{model_name}/versions/{model_version}/drift",
+        "get",
+        _op("Drift of a version", "monitoring"),
+    ),
+    (
+        "/v2/models/{model_name}/performance",
+        "get",
+        _op("Live accuracy/F1 or MAE/RMSE from feedback", "monitoring"),
+    ),
+    (
+        "/v2/models/{model_name}/versions/{model_version}/performance",
+        "get",
+        _op("Live performance of a version", "monitoring"),
+    ),
     ("/v2/repository/index", "post", _op("Repository index", "repository", errors=(400,))),
     ("/v2/repository/models/{model_name}/load", "post", _op("Load a model", "repository")),
     ("/v2/repository/models/{model_name}/unload", "post", _op("Unload a model", "repository")),

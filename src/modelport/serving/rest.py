@@ -11,6 +11,7 @@ objects is measured in ``benchmarks/bench_serving.py``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
@@ -232,7 +233,19 @@ class RestApp:
                 else [(b"inference-header-content-length", str(json_len).encode())]
             )
             return 200, out, ctype.encode(), extra
+        if action == "feedback" and dp.monitor is not None:
+            _need(method, "POST")
+            params = _loads_object(await self._read_body(headers, receive))
+            items = params.get("items")
+            if not isinstance(items, list):
+                raise InvalidArgument('expected {"items": [{"id": ..., "label": ...}, ...]}')
+            return _json(dp.monitor.add_feedback(name, items))
         _need(method, "GET")
+        if action in ("drift", "performance") and dp.monitor is not None:
+            served = str(dp.manager.resolve(name, version).version)
+            if action == "drift":
+                return _json(await asyncio.to_thread(dp.monitor.drift, name, served))
+            return _json(dp.monitor.performance(name, served))
         if action == "":
             return _json(dp.model_metadata(name, version))
         if action == "ready":
@@ -292,7 +305,7 @@ class RestApp:
             body = await self._read_body(headers, receive)
             signature = self.dp.signature(name, version)
             request, columnar = tfserving.decode_predict(body, signature)
-            response = await self.dp.infer(name, version, request)
+            response = await self.dp.infer(name, version, request, protocol="tfserving")
             return 200, tfserving.encode_predict(response, columnar), JSON, []
         _need(method, "GET")
         if rest == ["metadata"]:

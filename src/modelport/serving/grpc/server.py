@@ -117,7 +117,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         name, version = _name(request.model_name), _version(request.model_version)
         req = grpc_codec.request_from_grpc(request)
         timeout = context.time_remaining()
-        response = await self.dp.infer(name, version, req, timeout_s=timeout)
+        response = await self.dp.infer(name, version, req, timeout_s=timeout, protocol="grpc")
         return grpc_codec.response_to_grpc(response, req)
 
     async def ModelConfig(self, request: Any, context: Context) -> Any:
