@@ -135,7 +135,7 @@ def cnn() -> Any:
 
 
 @functools.cache
-def token_data(limit: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def token_data(limit: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Digits as variable-length token sequences: (token ids, attention mask, labels)."""
     X, y = digits()
     pixels = np.rint(X[:limit] * 16).astype(np.int64)  # 0..16

@@ -15,6 +15,7 @@ import typer
 
 import modelport.cli.monitor_cmds  # noqa: F401  (registers its commands)
 from modelport.cli import (
+    convert_cmds,  # noqa: F401  (registers its commands)
     optimize_cmds,  # noqa: F401
     registry_cmds,  # noqa: F401  (registers its commands)
     security_cmds,  # noqa: F401

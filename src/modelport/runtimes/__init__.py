@@ -65,11 +65,14 @@ def formats_for(name: str) -> list[ModelFormat]:
     Example:
         >>> [f.name for f in formats_for("pytorch")]
         ['torch-export', 'torchscript', 'torch-pickle']
+        >>> [f.name for f in formats_for("sklearn")]
+        ['sklearn', 'sklearn-pickle']
     """
-    if name in FORMATS:
-        return [get_format(name)]
     framework = FRAMEWORK_ALIASES.get(name, name)
     found = [f for f in formats() if f.framework == framework]
+    if name in FORMATS:  # a format; if also a framework's name, its siblings follow
+        exact = get_format(name)
+        return [exact, *(f for f in found if f.name != name)]
     if not found:
         frameworks = sorted({f.framework for f in formats()})
         raise UnsupportedFormat(
