@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["registry", "codecs", "serving", "monitoring"]
+SUITES = ["registry", "codecs", "serving", "monitoring", "optimize"]
 
 
 def main(argv: list[str]) -> None:

@@ -70,3 +70,11 @@ def test_graph_optimization_keeps_outputs(cnn, tmp_path: Path):
     np.testing.assert_allclose(
         predict_all(result.path, ctx.validation)["logits"], ctx.reference["logits"], atol=1e-4
     )
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_int8_on_a_scikit_learn_pipeline_with_ml_operators(cancer, tmp_path: Path, mode):
+    ctx = context(cancer, "accuracy", tmp_path)
+    result = Quantize(mode).apply(cancer.onnx, ctx)
+    assert result.details["quantized_ops"]
+    assert evaluate(result.path, ctx) >= evaluate(cancer.onnx, ctx) - 0.02

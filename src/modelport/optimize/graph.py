@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from modelport.core.errors import InvalidArgument, InvalidModel
 from modelport.optimize.measure import describe
+from modelport.optimize.onnx_model import load_model
 from modelport.optimize.passes import PassContext, PassResult
 
 GRAPH_LEVELS = ("basic", "extended", "all")
@@ -62,6 +63,9 @@ class GraphOptimize:
             "fused_ops": sorted(set(after) - set(before)),
         }
         notes = []
+        domains = {n.domain for n in load_model(out).graph.node}
+        if "com.microsoft" in domains:
+            notes.append("uses onnxruntime's own fused operators: runs on onnxruntime only")
         if self.level == "all":
             notes.append("level 'all' includes CPU-specific layouts: re-run it on the target")
         return PassResult(out, details, notes)

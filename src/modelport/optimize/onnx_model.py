@@ -219,14 +219,6 @@ class GraphIndex:
                 self._names.add(name)
                 return name
 
-    def dynamic_tensors(self) -> set[str]:
-        """Tensors whose value depends on a graph input (not foldable constants)."""
-        dyn = set(self.inputs)
-        for node in self.graph.node:
-            if any(t in dyn for t in node.input):
-                dyn.update(node.output)
-        return dyn
-
     # ----------------------------------------------------------------- edits
 
     def add_initializer(self, base: str, value: np.ndarray) -> str:
@@ -257,13 +249,6 @@ class GraphIndex:
             users.remove(node)
         self.consumer_map.setdefault(new, []).append(node)
 
-    def insert_after(self, anchor: Any, nodes: Iterable[Any]) -> None:
-        """Insert nodes right after ``anchor`` (keeps the graph topologically sorted)."""
-        pos = next(i for i, n in enumerate(self.graph.node) if n is anchor)
-        for offset, n in enumerate(nodes, start=1):
-            self.graph.node.insert(pos + offset, n)
-        self.refresh()
-
     def remove_unused(self) -> int:
         """Drop nodes whose outputs nobody reads and initializers nobody uses."""
         removed = 0
@@ -285,16 +270,6 @@ class GraphIndex:
             self.graph.input.extend(inputs)
         self.refresh()
         return removed
-
-
-def ensure_opset(model: Any, minimum: int) -> None:
-    """Fail clearly on models older than the passes support."""
-    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), minimum)
-    if version < minimum:
-        raise InvalidModel(
-            f"the model uses ONNX opset {version}; optimization needs opset {minimum} or "
-            "newer (re-export it or convert it with onnx.version_converter)"
-        )
 
 
 def capture_tensors(

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from modelport.core.errors import InvalidArgument, InvalidModel, MissingDependency
 from modelport.optimize.data import Dataset
-from modelport.optimize.onnx_model import load_model, save_model
+from modelport.optimize.onnx_model import load_model, onnx_module, save_model
 from modelport.optimize.passes import PassContext, PassResult
 
 QUANT_MODES = ("dynamic", "static", "fp16")
@@ -165,6 +165,9 @@ class Quantize:
             # "<gemm name>_MatMul"; exclude that one too.
             excluded += [f"{n}_MatMul" for n in self.exclude_nodes]
         details: dict[str, Any] = {"weight_type": "int8", "per_channel": self.per_channel}
+        # Tensors after ai.onnx.ml operators (Scaler, …) have no inferred type; they are
+        # float in every converter's output.
+        extra = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
         try:
             with _quiet_ort_logging():
                 if self.mode == "dynamic":
@@ -175,6 +178,7 @@ class Quantize:
                         per_channel=self.per_channel,
                         weight_type=q.QuantType.QInt8,
                         nodes_to_exclude=excluded,
+                        extra_options=extra,
                     )
                     details["activations"] = "uint8, quantized per call"
                 else:
@@ -201,6 +205,7 @@ class Quantize:
                         weight_type=q.QuantType.QInt8,
                         nodes_to_exclude=excluded,
                         calibrate_method=method,
+                        extra_options=extra,
                     )
                     details.update(
                         activations="uint8, ranges from calibration",
@@ -252,7 +257,14 @@ class Quantize:
             converted = float16.convert_float_to_float16(
                 model, keep_io_types=True, node_block_list=list(self.exclude_nodes) or None
             )
+        _cast_to_half(model, converted, set(self.exclude_nodes))
         out = save_model(converted, ctx.new_path("fp16"))
+        problem = _load_problem(out)
+        if problem:
+            raise InvalidModel(
+                f"fp16 conversion produced a graph onnxruntime cannot load ({problem}); keep "
+                "the offending nodes in float32 with --exclude-nodes"
+            )
         clipped = sum(1 for w in caught if "truncated" in str(w.message))
         notes = ["fp16 halves the size; CPUs run few fp16 kernels, GPUs gain speed"]
         if clipped:
@@ -261,3 +273,58 @@ class Quantize:
                 "set to its limits"
             )
         return PassResult(out, {"dtype": "float16", "io_types": "float32"}, notes)
+
+
+def _cast_to_half(original: Any, converted: Any, keep: set[str]) -> None:
+    """Make the model's own float Casts produce fp16, as the rest of the graph now does.
+
+    onnxconverter-common converts weights and constants but leaves ``Cast(to=float)``
+    nodes alone; in exported transformers such a Cast (of a shape value, for the
+    attention scale) then meets fp16 tensors and the graph no longer type-checks.
+    """
+    helper = onnx_module().helper
+    float_casts = {
+        n.name
+        for n in original.graph.node
+        if n.op_type == "Cast" and n.name and helper.get_attribute_value(n.attribute[0]) == 1
+    }
+    for node in converted.graph.node:
+        if node.op_type == "Cast" and node.name in float_casts and node.name not in keep:
+            for a in node.attribute:
+                if a.name == "to":
+                    a.i = 10  # onnx.TensorProto.FLOAT16
+
+
+_LOAD_CHECK = """
+import sys, onnxruntime as ort
+try:
+    ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+except Exception as e:
+    print(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    sys.exit(1)
+"""
+
+
+def _load_problem(path: Path) -> str | None:
+    """Why onnxruntime cannot load ``path`` with full optimizations, or None.
+
+    Checked in a child process: on some CPUs onnxruntime's fp16 graph rewrites crash
+    the process outright instead of raising, which must not take the caller down.
+    """
+    import subprocess
+    import sys
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _LOAD_CHECK, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        return "loading did not finish within 300 s"
+    if proc.returncode == 0:
+        return None
+    if proc.returncode < 0:
+        return f"onnxruntime crashed while optimizing the graph (signal {-proc.returncode})"
+    return proc.stdout.strip() or proc.stderr.strip().splitlines()[-1]
