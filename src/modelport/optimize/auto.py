@@ -135,9 +135,15 @@ def auto_optimize(
                 label = " + ".join(p.describe() for p in plan)
                 s.progress(f"candidate {len(tried)}: {label} ({i}/{len(plans)} of this stage)")
                 try:
-                    results.append(s.evaluate(plan))
+                    result = s.evaluate(plan)
                 except ModelportError as e:
                     failures.append(f"{label}: {e}")
+                    continue
+                idle = [st["pass"] for st in result.steps if not st["changed"]]
+                if idle:
+                    failures.append(f"{label}: {', '.join(idle)} changed nothing")
+                else:
+                    results.append(result)
 
         run(first_stage(s))
         run(second_stage([r for r in results if s.passes_gate(r)]))

@@ -130,4 +130,5 @@ class LowRank:
         notes = []
         if not layers:
             notes.append("no weight where the chosen rank saves compute: model unchanged")
-        return PassResult(out, {"layers": layers, "skipped_no_saving": skipped}, notes)
+        details = {"layers": layers, "skipped_no_saving": skipped}
+        return PassResult(out, details, notes, changed=bool(layers))

@@ -65,11 +65,16 @@ class PassContext:
 
 @dataclass
 class PassResult:
-    """A pass's output file with what it did (recorded in the report)."""
+    """A pass's output file with what it did (recorded in the report).
+
+    ``changed`` is False when the pass found nothing to do (the model is equivalent
+    to its input); ``--auto`` does not offer such a candidate.
+    """
 
     path: Path
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    changed: bool = True
 
 
 class Pass(Protocol):

@@ -234,6 +234,7 @@ class Session:
             "seconds": round(time.perf_counter() - start, 3),
             "details": result.details,
             "notes": result.notes,
+            "changed": result.changed,
         }
         self._cache[key] = (result.path, [*steps, record])
         return self._cache[key]

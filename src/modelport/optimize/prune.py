@@ -386,7 +386,8 @@ class Prune:
         notes = ["zeros only: size and speed stay the same (use --structured to shrink layers)"]
         if not done:
             notes = ["no Gemm/MatMul/Conv weight was large enough to prune"]
-        return PassResult(out, {"weights_pruned": len(done), "sparsity": done}, notes)
+        details = {"weights_pruned": len(done), "sparsity": done}
+        return PassResult(out, details, notes, changed=bool(done))
 
     def _structured(self, src: Path, ctx: PassContext) -> PassResult:
         model = load_model(src)

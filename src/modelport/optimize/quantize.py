@@ -220,7 +220,7 @@ class Quantize:
         details["quantized_ops"] = _node_histogram(out)
         if not details["quantized_ops"]:
             notes.append("no operator could be quantized: the model has no MatMul/Gemm/Conv")
-        return PassResult(out, details, notes)
+        return PassResult(out, details, notes, changed=bool(details["quantized_ops"]))
 
     def _preprocess(self, src: Path, ctx: PassContext) -> tuple[Path, list[str]]:
         """onnxruntime's recommended pre-processing (shape inference, basic fusions).
