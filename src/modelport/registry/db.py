@@ -91,6 +91,22 @@ class VersionRow(Base):
     files: Mapped[list[FileRow]] = relationship(
         back_populates="version", order_by="FileRow.path", cascade="all, delete-orphan"
     )
+    signatures: Mapped[list[SignatureRow]] = relationship(
+        back_populates="version", order_by="SignatureRow.id", cascade="all, delete-orphan"
+    )
+
+
+class SignatureRow(Base):
+    """A detached signature over a version's manifest (one per signing key)."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (UniqueConstraint("version_id", "key_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    key_id: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    version: Mapped[VersionRow] = relationship(back_populates="signatures")
 
 
 class FileRow(Base):

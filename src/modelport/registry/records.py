@@ -17,6 +17,7 @@ from modelport.core.types import ModelRef, ModelSignature
 
 MANIFEST_SCHEMA = "modelport.manifest/v1"
 MANIFEST_FILE = "modelport.json"
+SIGNATURE_FILE = "modelport.sig"
 
 
 def as_utc(dt: datetime) -> datetime:

@@ -20,14 +20,10 @@ import builtins
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +40,22 @@ from modelport.core.errors import (
     ModelportError,
     NotFound,
     StorageError,
-    UnsupportedFormat,
 )
 from modelport.core.types import ModelRef, ModelSignature, validate_name
 from modelport.registry import db
-from modelport.registry.db import AliasEventRow, AliasRow, FileRow, ModelRow, VersionRow
+from modelport.registry.db import (
+    AliasEventRow,
+    AliasRow,
+    FileRow,
+    ModelRow,
+    SignatureRow,
+    VersionRow,
+)
+from modelport.registry.fsck import check_store
+from modelport.registry.hooks import auditor_from_settings, signer_from_settings
 from modelport.registry.records import (
     MANIFEST_FILE,
+    SIGNATURE_FILE,
     AliasEvent,
     AliasInfo,
     CheckReport,
@@ -62,73 +67,32 @@ from modelport.registry.records import (
     as_utc,
     canonical_json,
 )
-from modelport.registry.store import ArtifactStore, LocalStore, Progress, open_store, sha256_file
-from modelport.runtimes import (
-    Inspection,
-    ModelFormat,
-    default_input_name,
-    formats,
-    formats_for,
-    get_format,
-    supported,
+from modelport.registry.registration import (
+    Auditor,
+    RegistrationMixin,
+    Signer,
+    Step,
 )
-from modelport.runtimes._pickles import describe_file
-from modelport.runtimes.live import save_object
-from modelport.runtimes.sample import (
-    MAX_STORED_SAMPLE_BYTES,
-    SAMPLE_FILE,
-    as_sample,
-    sample_nbytes,
-    save_sample,
-)
+from modelport.registry.registration import tool_versions as tool_versions
+from modelport.registry.store import ArtifactStore, open_store
 
 #: Aliases that are computed, not stored.
 RESERVED_ALIASES = frozenset({"latest"})
-Step = Callable[[str], None]
-#: Framework → the packages whose versions a registration records in its lineage.
-_PACKAGES = {
-    "onnx": ("onnx",),
-    "sklearn": ("scikit-learn", "skops"),
-    "pytorch": ("torch",),
-    "lightgbm": ("lightgbm",),
-    "xgboost": ("xgboost",),
-}
 _VERSION_LOAD = (
     selectinload(VersionRow.files),
     selectinload(VersionRow.model).selectinload(ModelRow.aliases),
 )
 
 
-def tool_versions(*packages: str) -> dict[str, str]:
-    """Installed versions of modelport and the given packages (for lineage)."""
-    out = {}
-    for p in ("modelport", *packages):
-        with contextlib.suppress(PackageNotFoundError):
-            out[p] = pkg_version(p)
-    return out
-
-
-def _check_file_name(rel: str) -> str:
-    parts = rel.split("/")
-    if (
-        not rel
-        or rel.startswith("/")
-        or "\\" in rel
-        or "\x00" in rel
-        or any(p in ("", ".", "..") for p in parts)
-        or rel == MANIFEST_FILE
-    ):
-        raise InvalidArgument(f"invalid file name {rel!r} inside a model version")
-    return rel
-
-
-class Registry:
+class Registry(RegistrationMixin):
     """Models, versions, aliases and their artifacts.
 
     Built from settings with :meth:`from_settings`, or from an engine and a store for
     tests and embedding. ``on_step`` is called with the name of each step of a
     registration (``hashed``, ``uploaded``, ``locked``, ``before-commit``, ``committed``);
-    the crash-safety tests use it to kill the process at each point.
+    the crash-safety tests use it to kill the process at each point. ``signer`` signs
+    each new version's manifest in the registering transaction; ``audit`` records
+    registrations, alias moves and deletes.
     """
 
     def __init__(
@@ -139,12 +103,16 @@ class Registry:
         *,
         gc_grace_seconds: float = 3600.0,
         on_step: Step | None = None,
+        signer: Signer | None = None,
+        audit: Auditor | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.cache_dir = cache_dir
         self.gc_grace_seconds = gc_grace_seconds
         self._on_step = on_step or (lambda _step: None)
+        self._signer = signer
+        self._audit = audit
         db.migrate(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
@@ -160,6 +128,8 @@ class Registry:
             settings.cache_dir,
             gc_grace_seconds=settings.gc_grace_seconds,
             on_step=on_step,
+            signer=signer_from_settings(settings),
+            audit=auditor_from_settings(settings),
         )
 
     def close(self) -> None:
@@ -186,254 +156,6 @@ class Registry:
             raise StorageError(f"registry database error: {e}") from e
 
     # ------------------------------------------------------------------ register
-
-    def detect(self, path: Path, framework: str | None = None) -> ModelFormat:
-        """The format of the model at ``path``, judged by its content.
-
-        ``framework`` narrows the choice to one format (``torchscript``) or to the formats
-        of one framework (``pytorch``, ``sklearn``); if none of them recognises the file,
-        the first is returned so its inspection can say what is wrong.
-        """
-        if not path.exists():
-            raise NotFound(f"no such file or directory: {path}")
-        if framework:
-            candidates = formats_for(framework)
-            return next((f for f in candidates if f.sniff(path)), candidates[0])
-        for fmt in formats():
-            if fmt.sniff(path):
-                return fmt
-        kind = "directory" if path.is_dir() else "file"
-        raise UnsupportedFormat(
-            f"{path.name}: no supported model format recognised in this {kind} "
-            f"({describe_file(path)}); supported: {supported()} "
-            "(pass --framework to choose one)"
-        )
-
-    def register(
-        self,
-        path: str | os.PathLike[str],
-        name: str,
-        *,
-        framework: str | None = None,
-        sample_input: Any = None,
-        trust: bool = False,
-        description: str = "",
-        tags: Mapping[str, str] | None = None,
-        metrics: Mapping[str, float] | None = None,
-        lineage: Lineage | None = None,
-        trusted: bool = False,
-        extra: Mapping[str, Any] | None = None,
-        progress: Progress | None = None,
-    ) -> ModelVersion:
-        """Register the model file or directory at ``path`` as the next version of ``name``.
-
-        The format is detected from the content (``framework`` overrides), checked and
-        its signature read before anything is written. Formats that carry no signature
-        (scikit-learn, PyTorch, boosters) derive it by running ``sample_input`` (an
-        array, a dict of named arrays, or a ``.npy``/``.npz`` path), which is stored with
-        the version as ``sample_input.npz``. Files that run code when loaded (pickles,
-        python models) are refused unless ``trust`` (``trusted`` is the same flag); the
-        version then records ``trusted=True``.
-
-        Example:
-            >>> reg.register("pipe.skops", "cancer", sample_input=X[:10]).ref  # doctest: +SKIP
-            'cancer:1'
-        """
-        validate_name(name)
-        src = Path(path)
-        if not src.exists():
-            raise NotFound(f"no such file or directory: {src}")
-        fmt = self.detect(src, framework)
-        allow = trust or trusted
-        sample = None
-        if sample_input is not None:
-            sample = as_sample(sample_input, default_input_name(fmt))
-        inspection = fmt.inspect(src, sample_input=sample, trust=allow)
-        needs_trust = bool(inspection.extra.get("requires_trust"))
-        if lineage is None:
-            lineage = Lineage(
-                "register", tool_versions=tool_versions(*_PACKAGES.get(fmt.framework, ()))
-            )
-        with tempfile.TemporaryDirectory(prefix="modelport-sample-") as tmp:
-            if (
-                sample is not None
-                and SAMPLE_FILE not in inspection.files
-                and sample_nbytes(sample) <= MAX_STORED_SAMPLE_BYTES
-            ):
-                stored = save_sample(sample, Path(tmp) / SAMPLE_FILE)
-                inspection = replace(
-                    inspection,
-                    files={**inspection.files, SAMPLE_FILE: stored},
-                    extra={**inspection.extra, "sample_input": SAMPLE_FILE},
-                )
-            return self.register_inspection(
-                inspection,
-                name,
-                description=description,
-                tags=tags,
-                metrics=metrics,
-                lineage=lineage,
-                trusted=allow and needs_trust,
-                extra=extra,
-                progress=progress,
-            )
-
-    def register_object(
-        self,
-        obj: Any,
-        name: str,
-        *,
-        sample_input: Any = None,
-        description: str = "",
-        tags: Mapping[str, str] | None = None,
-        metrics: Mapping[str, float] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> ModelVersion:
-        """Register a live model object, saved first in its framework's safe format.
-
-        scikit-learn estimators and pipelines go to skops, ``torch.nn.Module`` to
-        ``torch.export`` (TorchScript if export fails; needs ``sample_input``),
-        LightGBM and XGBoost boosters to their native text/JSON.
-
-        Example:
-            >>> reg.register_object(pipe, "cancer", sample_input=X[:10]).format  # doctest: +SKIP
-            'sklearn'
-        """
-        validate_name(name)
-        with tempfile.TemporaryDirectory(prefix="modelport-object-") as tmp:
-            saved = save_object(obj, Path(tmp), sample_input)
-            fmt = get_format(saved.format)
-            lineage = Lineage(
-                "register",
-                params={"source": "python-object", "type": saved.type_name},
-                tool_versions=tool_versions(*_PACKAGES.get(fmt.framework, ())),
-            )
-            return self.register(
-                saved.path,
-                name,
-                framework=saved.format,
-                sample_input=saved.sample,
-                description=description,
-                tags=tags,
-                metrics=metrics,
-                lineage=lineage,
-                extra={**saved.extra, **(extra or {})},
-            )
-
-    def register_inspection(
-        self,
-        inspection: Inspection,
-        name: str,
-        *,
-        description: str = "",
-        tags: Mapping[str, str] | None = None,
-        metrics: Mapping[str, float] | None = None,
-        lineage: Lineage | None = None,
-        trusted: bool = False,
-        extra: Mapping[str, Any] | None = None,
-        progress: Progress | None = None,
-    ) -> ModelVersion:
-        """Store already-inspected model files as a new version (used by converters)."""
-        validate_name(name)
-        clean_tags = _clean_tags(tags)
-        clean_metrics = _clean_metrics(metrics)
-        if inspection.entry not in inspection.files:
-            raise InvalidArgument(f"entry file {inspection.entry!r} is not among the files")
-        sources = {_check_file_name(rel): p for rel, p in inspection.files.items()}
-        entries = []
-        for rel, p in sorted(sources.items()):
-            digest, size = sha256_file(p)
-            entries.append(FileEntry(rel, digest, size))
-        self._on_step("hashed")
-        written: list[str] = []
-        try:
-            for entry in entries:
-                if self.store.put(sources[entry.path], entry.digest, progress):
-                    written.append(entry.digest)
-                self._on_step("uploaded")
-            record = self._commit_version(
-                name,
-                inspection,
-                tuple(entries),
-                sources,
-                description=description,
-                tags=clean_tags,
-                metrics=clean_metrics,
-                lineage=lineage or Lineage("register"),
-                trusted=trusted,
-                extra={**inspection.extra, **(extra or {})},
-            )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self._collect(written)
-            raise
-        self._on_step("committed")
-        return record
-
-    def _commit_version(
-        self,
-        name: str,
-        inspection: Inspection,
-        entries: tuple[FileEntry, ...],
-        sources: dict[str, Path],
-        *,
-        description: str,
-        tags: dict[str, str],
-        metrics: dict[str, float],
-        lineage: Lineage,
-        trusted: bool,
-        extra: dict[str, Any],
-    ) -> ModelVersion:
-        with self._write() as s:
-            self._on_step("locked")
-            # A concurrent gc may have collected a blob we found already stored.
-            for entry in entries:
-                if not self.store.exists(entry.digest):
-                    self.store.put(sources[entry.path], entry.digest)
-            model = s.scalar(select(ModelRow).where(ModelRow.name == name))
-            if model is None:
-                model = ModelRow(name=name, next_version=1, created_at=datetime.now(UTC))
-                s.add(model)
-                s.flush()
-            number = model.next_version
-            model.next_version = number + 1
-            record = ModelVersion(
-                name=name,
-                version=number,
-                format=inspection.format,
-                framework=inspection.framework,
-                entry=inspection.entry,
-                files=entries,
-                signature=inspection.signature,
-                description=description,
-                tags=tags,
-                metrics=metrics,
-                lineage=lineage,
-                extra=extra,
-                trusted=trusted,
-                created_at=datetime.now(UTC).replace(microsecond=0),
-            )
-            digest = record.compute_manifest_digest()
-            row = VersionRow(
-                model_id=model.id,
-                version=number,
-                format=record.format,
-                framework=record.framework,
-                description=description,
-                signature=record.signature.to_dict(),
-                tags=tags,
-                metrics=metrics,
-                lineage=lineage.to_dict(),
-                extra={**extra, "entry": record.entry},
-                trusted=trusted,
-                manifest_digest=digest,
-                created_at=record.created_at,
-            )
-            row.files = [FileRow(path=e.path, digest=e.digest, size=e.size) for e in entries]
-            s.add(row)
-            s.flush()
-            self._on_step("before-commit")
-        return _replace_digest(record, digest)
 
     # ------------------------------------------------------------------ read
 
@@ -546,7 +268,9 @@ class Registry:
                     model_name=name, alias=alias, from_version=current, to_version=version, at=now
                 )
             )
-            return AliasInfo(name, alias, version, now)
+        if self._audit is not None:
+            self._audit("alias.set", f"{name}@{alias}", {"from": current, "to": version})
+        return AliasInfo(name, alias, version, now)
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``name@alias`` (the history keeps the removal)."""
@@ -570,6 +294,8 @@ class Registry:
                 )
             )
             s.delete(row)
+        if self._audit is not None:
+            self._audit("alias.delete", f"{name}@{alias}", {})
 
     def aliases(self, name: str | None = None) -> builtins.list[AliasInfo]:
         """Current aliases, of one model or of all."""
@@ -663,6 +389,8 @@ class Registry:
                 for row in rows:
                     s.delete(row)
         self._collect(digests)
+        if self._audit is not None:
+            self._audit("model.delete", str(r), {"deleted": deleted, "force": force})
         return deleted
 
     def _collect(self, digests: Sequence[str]) -> int:
@@ -703,39 +431,13 @@ class Registry:
         missing or corrupt blobs, and aliases pointing at missing versions; also counts
         unreferenced blobs (reclaimable with :meth:`gc`).
         """
-        report = CheckReport()
         with self._read() as s:
             records = [_to_record(r) for r in s.scalars(select(VersionRow).options(*_VERSION_LOAD))]
             alias_rows = [
                 (n, a.alias, a.version)
                 for n, a in s.execute(select(ModelRow.name, AliasRow).join(AliasRow.model))
             ]
-        referenced: dict[str, str] = {}
-        versions = {(r.name, r.version) for r in records}
-        for rec in records:
-            report.versions_checked += 1
-            if rec.compute_manifest_digest() != rec.manifest_digest:
-                report.problems.append(f"{rec.ref}: metadata does not match its manifest digest")
-            for f in rec.files:
-                referenced.setdefault(f.digest, f"{rec.ref}/{f.path}")
-        for name, alias, number in alias_rows:
-            if (name, number) not in versions:
-                report.problems.append(f"{name}@{alias}: points at missing version {number}")
-        stored = {b.digest: b for b in self.store.blobs()}
-        for digest, where in sorted(referenced.items(), key=lambda kv: kv[1]):
-            if digest not in stored:
-                report.problems.append(f"{where}: blob {digest[:12]}… is missing")
-                continue
-            report.blobs_checked += 1
-            if verify_content and not self.store.verify(digest):
-                report.problems.append(f"{where}: blob {digest[:12]}… is corrupt")
-        for digest, blob in stored.items():
-            if digest not in referenced:
-                report.unreferenced_blobs.append(digest)
-                report.unreferenced_bytes += blob.size
-        if isinstance(self.store, LocalStore):
-            report.temp_files = sum(1 for _ in (self.store.root / "tmp").iterdir())
-        return report
+        return check_store(records, alias_rows, self.store, verify_content=verify_content)
 
     # ------------------------------------------------------------------ files
 
@@ -772,6 +474,9 @@ class Registry:
             self.store.fetch(f.digest, out)
         manifest = {**rec.manifest(), "manifest_digest": rec.manifest_digest}
         (target / MANIFEST_FILE).write_bytes(canonical_json(manifest) + b"\n")
+        signature = self.signature(rec)
+        if signature is not None:
+            (target / SIGNATURE_FILE).write_bytes(canonical_json(signature) + b"\n")
 
     def export(self, ref: str | ModelRef, out: str | os.PathLike[str]) -> Path:
         """Write the version's files and ``modelport.json`` manifest into ``out``."""
@@ -787,6 +492,33 @@ class Registry:
             shutil.rmtree(target, ignore_errors=True)
             raise
         return target
+
+    def signature(self, ref: str | ModelRef | ModelVersion) -> dict[str, Any] | None:
+        """The stored signature document of a version (the newest one), or None."""
+        rec = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        with self._read() as s:
+            docs = list(
+                s.scalars(
+                    select(SignatureRow.document)
+                    .join(VersionRow)
+                    .join(ModelRow)
+                    .where(ModelRow.name == rec.name, VersionRow.version == rec.version)
+                    .order_by(SignatureRow.id.desc())
+                )
+            )
+        return dict(docs[0]) if docs else None
+
+    def add_signature(self, ref: str | ModelRef, document: dict[str, Any]) -> None:
+        """Attach a signature document (e.g. made offline) to an existing version."""
+        rec = self.get(ref)
+        with self._write() as s:
+            row = self._resolve(s, ModelRef(rec.name, version=rec.version))
+            key_id = str(document.get("key_id", ""))
+            row.signatures = [x for x in row.signatures if x.key_id != key_id] + [
+                SignatureRow(key_id=key_id, document=document)
+            ]
+        if self._audit is not None:
+            self._audit("model.sign", rec.ref, {"key_id": key_id})
 
     def read_file(self, ref: str | ModelRef | ModelVersion, path: str | None = None) -> bytes:
         """The verified bytes of one file of a version (default: its entry file)."""
@@ -809,31 +541,6 @@ def _check_alias(alias: str) -> None:
         )
     if alias.isdigit():
         raise InvalidArgument(f"alias {alias!r} would read as a version number; include a letter")
-
-
-def _clean_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
-    out = {}
-    for k, v in (tags or {}).items():
-        if (
-            not isinstance(k, str)
-            or not k
-            or len(k) > 128
-            or not isinstance(v, str)
-            or len(v) > 4096
-        ):
-            raise InvalidArgument(f"invalid tag {k!r}={v!r}: keys 1-128 chars, values ≤ 4096 chars")
-        out[k] = v
-    return out
-
-
-def _clean_metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
-    out = {}
-    for k, v in (metrics or {}).items():
-        try:
-            out[str(k)] = float(v)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgument(f"metric {k!r} must be a number, got {v!r}") from e
-    return out
 
 
 def _to_record(row: VersionRow) -> ModelVersion:
@@ -859,10 +566,6 @@ def _to_record(row: VersionRow) -> ModelVersion:
         manifest_digest=row.manifest_digest,
         aliases=tuple(sorted(a.alias for a in row.model.aliases if a.version == row.version)),
     )
-
-
-def _replace_digest(rec: ModelVersion, digest: str) -> ModelVersion:
-    return replace(rec, manifest_digest=digest)
 
 
 def register(

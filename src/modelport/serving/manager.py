@@ -275,8 +275,8 @@ class ModelManager:
         return loaded
 
     def _signature(self, record: ModelVersion) -> dict[str, Any] | None:
-        """The stored signature document of a version, if the registry keeps one."""
-        return self.registry.signature(record) if hasattr(self.registry, "signature") else None
+        """The stored signature document of a version (None: unsigned)."""
+        return self.registry.signature(record)
 
     async def _retire(self, model: ServedModel, number: int) -> None:
         """Drain a version that no longer answers by default, then unload it."""
