@@ -232,7 +232,9 @@ class LightGBMFormat:
 
     def load(self, spec: LoadSpec, options: RuntimeOptions) -> BoosterRuntime:
         task = str(spec.extra.get("task", "regression"))
-        return BoosterRuntime.lightgbm(self.load_native(spec), task, spec.signature)
+        return BoosterRuntime.lightgbm(
+            self.load_native(spec), task, spec.signature, threads=options.intra_op_threads
+        )
 
     def load_native(self, spec: LoadSpec) -> Any:
         """The ``lightgbm.Booster``."""
@@ -310,7 +312,10 @@ class XGBoostFormat:
     def load(self, spec: LoadSpec, options: RuntimeOptions) -> BoosterRuntime:
         task = str(spec.extra.get("task", "regression"))
         objective = str(spec.extra.get("objective", ""))
-        return BoosterRuntime.xgboost(self.load_native(spec), task, objective, spec.signature)
+        booster = self.load_native(spec)
+        if options.intra_op_threads > 0:
+            booster.set_param({"nthread": options.intra_op_threads})
+        return BoosterRuntime.xgboost(booster, task, objective, spec.signature)
 
     def load_native(self, spec: LoadSpec) -> Any:
         """The ``xgboost.Booster``."""
@@ -325,6 +330,7 @@ class BoosterRuntime:
 
     XGBoost's ``inplace_predict`` is thread-safe; LightGBM predictions are serialised
     with a lock (its Booster is not documented as safe for concurrent predict).
+    ``RuntimeOptions.intra_op_threads`` > 0 caps the library's OpenMP threads.
     """
 
     def __init__(self, booster: Any, signature: ModelSignature, predict: Any, lock: bool) -> None:
@@ -334,9 +340,13 @@ class BoosterRuntime:
         self._lock = threading.Lock() if lock else None
 
     @classmethod
-    def lightgbm(cls, booster: Any, task: str, signature: ModelSignature) -> BoosterRuntime:
+    def lightgbm(
+        cls, booster: Any, task: str, signature: ModelSignature, threads: int = 0
+    ) -> BoosterRuntime:
+        extra = {"num_threads": threads} if threads > 0 else {}
+
         def predict(X: np.ndarray) -> dict[str, np.ndarray]:
-            p = booster.predict(X)
+            p = booster.predict(X, **extra)
             return _regression_outputs(p) if task == "regression" else _classifier_outputs(p)
 
         return cls(booster, signature, predict, lock=True)
