@@ -280,21 +280,34 @@ def plot_png(report: Report) -> bytes | None:
     import io
 
     batches = report.batch_sizes
-    fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
+    # Points carry short tags; the legend below the panels says what each one is.
+    tags = {
+        v.label: "P" if i == 0 else (v.label if len(v.label) <= 4 else str(i))
+        for i, v in enumerate(report.versions)
+    }
+    rows = len(report.versions)
+    fig, axes = plt.subplots(
+        1, len(batches), figsize=(5.5 * len(batches), 4.2 + 0.17 * rows), squeeze=False
+    )
     for ax, b in zip(axes[0], batches, strict=True):
         for v in report.versions:
             ms = v.latency_ms(b)
             if ms is None:
                 continue
-            color = (
-                "black"
-                if v is report.parent_entry
-                else ("tab:green" if v.passed_gate else "tab:red")
+            parent = v is report.parent_entry
+            color = "black" if parent else ("tab:green" if v.passed_gate else "tab:red")
+            marker = "*" if v.label == report.chosen else ("s" if parent else "o")
+            what = "original" if parent else ", ".join(v.passes) or v.label
+            ax.scatter(
+                [ms],
+                [v.metric],
+                c=color,
+                marker=marker,
+                s=120 if marker == "*" else 40,
+                label=f"{tags[v.label]}: {what}" if b == batches[0] else None,
             )
-            marker = "*" if v.label == report.chosen else ("s" if v is report.parent_entry else "o")
-            ax.scatter([ms], [v.metric], c=color, marker=marker, s=120 if marker == "*" else 40)
             ax.annotate(
-                v.label, (ms, v.metric), fontsize=7, xytext=(4, 3), textcoords="offset points"
+                tags[v.label], (ms, v.metric), fontsize=8, xytext=(4, 3), textcoords="offset points"
             )
         front = [e for lbl in report.pareto if (e := report.entry(lbl)) and e.latency_ms(b)]
         if len(front) > 1 and b == batches[-1]:  # the front is judged at the largest batch
@@ -307,8 +320,12 @@ def plot_png(report: Report) -> bytes | None:
         ax.set_xlabel(f"median latency at batch {b} (ms{', log scale' if wide else ''})")
         ax.set_ylabel(report.metric.name)
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"{report.parent}: {report.metric.name} vs latency (green: passes the gate)")
-    fig.tight_layout()
+    fig.legend(loc="lower center", fontsize=7, ncol=2, frameon=False)
+    fig.subplots_adjust(bottom=0.12 + 0.035 * ((rows + 1) // 2), top=0.9, wspace=0.25)
+    fig.suptitle(
+        f"{report.parent}: {report.metric.name} vs latency "
+        "(green passes the gate, red fails, ★ registered, dashed: Pareto front)"
+    )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
