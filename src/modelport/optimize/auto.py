@@ -121,7 +121,13 @@ def auto_optimize(
     publish: Publish | None = None,
     progress: ProgressFn | None = None,
 ) -> Outcome:
-    """Search, measure, and register the fastest candidate that passes the gate."""
+    """Search, measure, and register the fastest candidate that passes the gate.
+
+    Example:
+        >>> out = auto_optimize(reg, "enc:1", opts, publish=publish)   # doctest: +SKIP
+        >>> out.report.entry(out.report.chosen).passes                # doctest: +SKIP
+        ['drop 1 block(s)', 'quantize static minmax']
+    """
     with session(source, ref, options, progress) as s:
         results: list[ChainResult] = []
         failures: list[str] = []

@@ -417,6 +417,11 @@ def optimize(
     """Apply ``passes`` to version ``ref`` in order, gate the result and publish it.
 
     Raises AccuracyGateFailed (exit code 5) when the metric drops too much.
+
+    Example:
+        >>> opts = OptimizeOptions(Path("val.npz"), "accuracy", max_drop=0.01)   # doctest: +SKIP
+        >>> optimize(reg, "mlp:1", [Quantize("dynamic")], opts).report.verdict()  # doctest: +SKIP
+        'PASSED: accuracy drop 0 ≤ max 0.01 (0.9824 → 0.9824)'
     """
     if not passes:
         raise InvalidArgument("no optimization pass given (or use --auto)")
