@@ -20,8 +20,8 @@ from modelport.registry.importers import (
     parse_text_proto,
     read_triton_config,
 )
-from modelport.runtimes.pytorch import export_program, save_program, trace_module
 from modelport.runtimes.sklearn import save_skops
+from modelport.runtimes.torch_tools import export_program, save_program, trace_module
 from tests.runtimes import models
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from modelport.core.errors import InvalidArgument, InvalidModel
 from modelport.runtimes import LoadSpec, RuntimeOptions, formats, get_format
-from modelport.runtimes.pytorch import export_program, save_program, trace_module
+from modelport.runtimes.torch_tools import export_program, save_program, trace_module
 from tests.runtimes import models
 
 torch = pytest.importorskip("torch")
@@ -98,6 +98,7 @@ def test_pickled_modules_need_trust_and_state_dicts_are_not_models(tmp_path: Pat
     assert not canary.exists()
 
     torch.save(models.mlp().state_dict(), str(tmp_path / "weights.pth"))
+    assert fmt.sniff(tmp_path / "weights.pth")
     with pytest.raises(InvalidModel, match="only weights"):
         fmt.inspect(tmp_path / "weights.pth", trust=True)
 

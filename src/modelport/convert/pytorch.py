@@ -63,7 +63,7 @@ def _quiet() -> Iterator[None]:
 
 
 def _tensors(sample: dict[str, np.ndarray], names: list[str]) -> list[Any]:
-    from modelport.runtimes.pytorch import distinct_batch
+    from modelport.runtimes.torch_tools import distinct_batch
 
     torch = _torch()
     resized = with_batch(sample, distinct_batch(sample))
@@ -71,7 +71,7 @@ def _tensors(sample: dict[str, np.ndarray], names: list[str]) -> list[Any]:
 
 
 def _program(fmt: str, native: Any, sample: dict[str, np.ndarray], keywords: bool) -> Any:
-    from modelport.runtimes.pytorch import export_program
+    from modelport.runtimes.torch_tools import export_program
 
     if fmt == "torch-export":
         return native

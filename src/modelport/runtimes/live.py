@@ -97,7 +97,7 @@ def save_object(obj: Any, directory: Path, sample_input: Any = None) -> SavedObj
 
 
 def _save_torch(module: Any, directory: Path, sample_input: Any, type_name: str) -> SavedObject:
-    from modelport.runtimes.pytorch import (
+    from modelport.runtimes.torch_tools import (
         export_program,
         forward_params,
         save_program,

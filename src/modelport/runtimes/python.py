@@ -123,7 +123,10 @@ def instantiate(directory: Path, target: str) -> Any:
         load = getattr(obj, "load", None)
         if callable(load):
             params = inspect.signature(load).parameters
-            load(directory) if params else load()
+            if params:
+                load(directory)
+            else:
+                load()
     except Exception as e:
         raise InvalidModel(f"{target} failed to load: {type(e).__name__}: {e}") from e
     return obj
@@ -157,21 +160,18 @@ class PythonFormat:
                 f"({spec['class']}); pass --trust if you trust it"
             )
         obj = instantiate(path, spec["class"])
-        declared = _declared_signature(spec)
-        if sample_input is None and declared is None:
-            raise InvalidArgument(
-                "python models need a sample input (--sample-input) or inputs/outputs in "
-                f"{SPEC_FILE}"
-            )
-        signature = declared
+        signature = _declared_signature(spec)
         if sample_input is not None:
             try:
                 outputs = name_outputs(obj.predict(dict(sample_input)))
             except Exception as e:
                 raise InvalidArgument(f"{spec['class']}.predict fails on the sample: {e}") from e
-            if signature is None:
-                signature = signature_from_arrays(sample_input, outputs)
-        assert signature is not None
+            signature = signature or signature_from_arrays(sample_input, outputs)
+        if signature is None:
+            raise InvalidArgument(
+                "python models need a sample input (--sample-input) or inputs/outputs in "
+                f"{SPEC_FILE}"
+            )
         extra = {"class": spec["class"], "requires_trust": True}
         return Inspection(self.name, self.framework, signature, files, SPEC_FILE, extra)
 
