@@ -99,6 +99,24 @@ def register(
             "version.",
         ),
     ] = False,
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="Store the files AES-256-GCM encrypted under the master key "
+            "(MODELPORT_MASTER_KEY_FILE); the server decrypts into memory only.",
+        ),
+    ] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(help="classification or regression (for live accuracy from feedback)."),
+    ] = None,
+    prediction_output: Annotated[
+        str | None, typer.Option(help="The output that holds the prediction.")
+    ] = None,
+    feature_names: Annotated[
+        str | None, typer.Option(help="Comma-separated names of the input's columns (drift).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a model file as the next version of NAME; prints its reference (NAME:N).
@@ -132,7 +150,7 @@ def register(
         disable=not show,
         transient=True,
     ) as bar:
-        task = bar.add_task("uploading", total=total)
+        upload = bar.add_task("uploading", total=total)
         version = reg.register(
             path,
             name,
@@ -142,12 +160,30 @@ def register(
             description=description,
             tags=tags,
             metrics=metrics,  # type: ignore[arg-type]  # validated to floats by the registry
-            progress=lambda n: bar.advance(task, n),
+            progress=lambda n: bar.advance(upload, n),
+            encrypt=encrypt,
+            extra=monitoring_extra(task, prediction_output, feature_names),
         )
     if as_json:
         print_json(version.to_dict())
     else:
         typer.echo(version.ref)
+
+
+def monitoring_extra(
+    task: str | None, prediction_output: str | None, feature_names: str | None
+) -> dict[str, Any]:
+    """Version metadata the monitoring reads (task, prediction output, feature names)."""
+    extra: dict[str, Any] = {}
+    if task is not None:
+        if task not in ("classification", "regression"):
+            raise InvalidArgument("--task must be classification or regression")
+        extra["task"] = task
+    if prediction_output is not None:
+        extra["prediction_output"] = prediction_output
+    if feature_names is not None:
+        extra["feature_names"] = [n.strip() for n in feature_names.split(",") if n.strip()]
+    return extra
 
 
 # ---------------------------------------------------------------------------- models

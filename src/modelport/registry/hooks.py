@@ -1,4 +1,4 @@
-"""Registry hooks built from settings: signing new versions and the audit trail."""
+"""Registry hooks built from settings: signing, the audit trail, the master key."""
 
 from __future__ import annotations
 
@@ -34,3 +34,12 @@ def auditor_from_settings(settings: Settings) -> Auditor:
         log.append(actor, action, target, "ok", details)
 
     return record
+
+
+def key_provider_from_settings(settings: Settings) -> Any:
+    """The master-key provider for encrypted registration, or None when none is set."""
+    if settings.master_key is None and settings.master_key_file is None:
+        return None
+    from modelport.security.encryption import key_provider_from_settings as provider
+
+    return provider(settings)

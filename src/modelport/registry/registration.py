@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelport.core.errors import InvalidArgument, NotFound, UnsupportedFormat
+from modelport.core.errors import FailedPrecondition, InvalidArgument, NotFound, UnsupportedFormat
 from modelport.core.types import validate_name
 from modelport.registry.db import FileRow, ModelRow, SignatureRow, VersionRow
 from modelport.registry.records import (
@@ -77,6 +77,7 @@ class RegistrationMixin(abc.ABC):
     _on_step: Step
     _signer: Signer | None
     _audit: Auditor | None
+    _key_provider: Any  # modelport.security.encryption.KeyProvider | None
 
     @abc.abstractmethod
     def _write(self) -> contextlib.AbstractContextManager[Session]:
@@ -123,6 +124,7 @@ class RegistrationMixin(abc.ABC):
         trusted: bool = False,
         extra: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
+        encrypt: bool = False,
     ) -> ModelVersion:
         """Register the model file or directory at ``path`` as the next version of ``name``.
 
@@ -175,6 +177,7 @@ class RegistrationMixin(abc.ABC):
                 trusted=allow and needs_trust,
                 extra=extra,
                 progress=progress,
+                encrypt=encrypt,
             )
 
     def register_object(
@@ -231,14 +234,89 @@ class RegistrationMixin(abc.ABC):
         trusted: bool = False,
         extra: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
+        encrypt: bool = False,
     ) -> ModelVersion:
-        """Store already-inspected model files as a new version (used by converters)."""
+        """Store already-inspected model files as a new version (used by converters).
+
+        With ``encrypt`` every file is stored AES-256-GCM encrypted under the configured
+        master key, bound to the model name and version (the number is reserved first;
+        a failed registration leaves a gap, never a reused number).
+        """
         validate_name(name)
         clean_tags = _clean_tags(tags)
         clean_metrics = _clean_metrics(metrics)
         if inspection.entry not in inspection.files:
             raise InvalidArgument(f"entry file {inspection.entry!r} is not among the files")
-        sources = {_check_file_name(rel): p for rel, p in inspection.files.items()}
+        for rel in inspection.files:
+            _check_file_name(rel)
+        if not encrypt:
+            return self._store_version(
+                inspection,
+                name,
+                None,
+                clean_tags,
+                clean_metrics,
+                description,
+                lineage,
+                trusted,
+                extra,
+                progress,
+            )
+        if self._key_provider is None:
+            raise FailedPrecondition(
+                "encryption needs a master key: set MODELPORT_MASTER_KEY_FILE "
+                "(create one with: modelport keys create-master-key FILE)"
+            )
+        from modelport.security.loading import ENCRYPTION_KEY, encrypt_files
+
+        number = self._reserve_version(name)
+        with tempfile.TemporaryDirectory(prefix="modelport-encrypt-") as tmp:
+            cipher, entry = encrypt_files(
+                inspection.files, name, number, self._key_provider, Path(tmp)
+            )
+            sealed = replace(
+                inspection, files=cipher, extra={**inspection.extra, ENCRYPTION_KEY: entry}
+            )
+            return self._store_version(
+                sealed,
+                name,
+                number,
+                clean_tags,
+                clean_metrics,
+                description,
+                lineage,
+                trusted,
+                extra,
+                progress,
+            )
+
+    def _reserve_version(self, name: str) -> int:
+        """Allocate the next version number of ``name`` now (for encryption binding)."""
+        with self._write() as s:
+            model = s.scalar(select(ModelRow).where(ModelRow.name == name))
+            if model is None:
+                model = ModelRow(name=name, next_version=1, created_at=datetime.now(UTC))
+                s.add(model)
+                s.flush()
+            number = model.next_version
+            model.next_version = number + 1
+        return number
+
+    def _store_version(
+        self,
+        inspection: Inspection,
+        name: str,
+        number: int | None,
+        clean_tags: dict[str, str],
+        clean_metrics: dict[str, float],
+        description: str,
+        lineage: Lineage | None,
+        trusted: bool,
+        extra: Mapping[str, Any] | None,
+        progress: Progress | None,
+    ) -> ModelVersion:
+        """Hash, upload and commit (``number`` None: allocate the next one)."""
+        sources = dict(inspection.files)
         entries = []
         for rel, p in sorted(sources.items()):
             digest, size = sha256_file(p)
@@ -252,6 +330,7 @@ class RegistrationMixin(abc.ABC):
                 self._on_step("uploaded")
             record = self._commit_version(
                 name,
+                number,
                 inspection,
                 tuple(entries),
                 sources,
@@ -282,6 +361,7 @@ class RegistrationMixin(abc.ABC):
     def _commit_version(
         self,
         name: str,
+        reserved: int | None,
         inspection: Inspection,
         entries: tuple[FileEntry, ...],
         sources: dict[str, Path],
@@ -304,8 +384,11 @@ class RegistrationMixin(abc.ABC):
                 model = ModelRow(name=name, next_version=1, created_at=datetime.now(UTC))
                 s.add(model)
                 s.flush()
-            number = model.next_version
-            model.next_version = number + 1
+            if reserved is None:
+                number = model.next_version
+                model.next_version = number + 1
+            else:
+                number = reserved
             record = ModelVersion(
                 name=name,
                 version=number,

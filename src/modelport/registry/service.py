@@ -52,7 +52,11 @@ from modelport.registry.db import (
     VersionRow,
 )
 from modelport.registry.fsck import check_store
-from modelport.registry.hooks import auditor_from_settings, signer_from_settings
+from modelport.registry.hooks import (
+    auditor_from_settings,
+    key_provider_from_settings,
+    signer_from_settings,
+)
 from modelport.registry.records import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
@@ -105,6 +109,7 @@ class Registry(RegistrationMixin):
         on_step: Step | None = None,
         signer: Signer | None = None,
         audit: Auditor | None = None,
+        key_provider: Any = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -113,6 +118,7 @@ class Registry(RegistrationMixin):
         self._on_step = on_step or (lambda _step: None)
         self._signer = signer
         self._audit = audit
+        self._key_provider = key_provider  # master key for register(encrypt=True)
         db.migrate(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
@@ -130,6 +136,7 @@ class Registry(RegistrationMixin):
             on_step=on_step,
             signer=signer_from_settings(settings),
             audit=auditor_from_settings(settings),
+            key_provider=key_provider_from_settings(settings),
         )
 
     def close(self) -> None:

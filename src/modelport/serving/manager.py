@@ -214,7 +214,7 @@ class ModelManager:
             not t.shape or t.shape[0] != -1 for t in record.signature.inputs
         ):
             batching = dataclasses.replace(batching, max_batch_size=0)
-        sample = await asyncio.to_thread(_sample_input, directory, record.signature)
+        sample = await asyncio.to_thread(_sample_input, directory, record.signature, blobs)
         rss0 = resident_bytes()
         runtime = await asyncio.to_thread(
             load_runtime, record.format, spec, RuntimeOptions(intra_op_threads=1)
@@ -342,15 +342,26 @@ class ModelManager:
 
 
 def _sample_input(
-    directory: os.PathLike[str] | str, signature: ModelSignature
+    directory: os.PathLike[str] | str,
+    signature: ModelSignature,
+    blobs: dict[str, bytes] | None = None,
 ) -> dict[str, np.ndarray]:
+    """The stored sample input (decrypted if need be), else zeros from the signature."""
+    import io
     from pathlib import Path
 
-    path = Path(directory) / SAMPLE_INPUT_FILE
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        if set(arrays) == {t.name for t in signature.inputs}:
+    source: Any = None
+    if blobs is not None and SAMPLE_INPUT_FILE in blobs:
+        source = io.BytesIO(blobs[SAMPLE_INPUT_FILE])
+    elif blobs is None and (Path(directory) / SAMPLE_INPUT_FILE).is_file():
+        source = Path(directory) / SAMPLE_INPUT_FILE
+    if source is not None:
+        try:
+            with np.load(source, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError):
+            arrays = {}
+        if arrays and set(arrays) == {t.name for t in signature.inputs}:
             return {k: v[:1] if v.ndim else v for k, v in arrays.items()}
     return synth_inputs(signature)
 
