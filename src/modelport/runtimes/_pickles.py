@@ -126,6 +126,10 @@ def read_head(path: Path, n: int = SNIFF_BYTES) -> bytes:
         return f.read(n)
 
 
+#: First bytes of a pickle (protocol 2-5) or of joblib's zlib/gzip compression.
+PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"\x1f\x8b", b"x")
+
+
 def joblib_stream(head: bytes) -> bytes | None:
     """The (start of the) pickle stream in a joblib/pickle file, decompressing zlib/gzip.
 

@@ -74,12 +74,13 @@ class TorchScriptFormat:
     def _load(self, path: Path) -> Any:
         if zip_layout(path) != "torchscript":
             raise InvalidModel(f"{path.name} is not a TorchScript archive")
+        torch = torch_module()
         try:
             with warnings.catch_warnings():
                 # TorchScript is deprecated in favour of torch.export, and still loads
                 warnings.filterwarnings("ignore", "`torch.jit", category=DeprecationWarning)
                 warnings.filterwarnings("ignore", "`torch.jit", category=FutureWarning)
-                return torch_module().jit.load(str(path), map_location="cpu")
+                return torch.jit.load(str(path), map_location="cpu")
         except Exception as e:
             raise InvalidModel(f"{path.name}: TorchScript cannot load it: {e}") from e
 
@@ -262,8 +263,9 @@ class TorchPickleFormat:
         )
 
     def _load(self, path: Path) -> Any:
+        torch = torch_module()
         try:
-            module = torch_module().load(str(path), weights_only=False, map_location="cpu")
+            module = torch.load(str(path), weights_only=False, map_location="cpu")
         except Exception as e:
             raise InvalidModel(f"{path.name}: cannot unpickle it: {e}") from e
         if not callable(module):

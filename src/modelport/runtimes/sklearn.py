@@ -38,7 +38,13 @@ from modelport.core.errors import (
     ModelExecutionError,
 )
 from modelport.core.types import ModelSignature
-from modelport.runtimes._pickles import joblib_stream, read_head, scan_pickle, zip_names
+from modelport.runtimes._pickles import (
+    PICKLE_MAGIC,
+    joblib_stream,
+    read_head,
+    scan_pickle,
+    zip_names,
+)
 from modelport.runtimes.base import Inspection, LoadSpec, RuntimeOptions
 from modelport.runtimes.sample import (
     cast_inputs,
@@ -251,7 +257,7 @@ class SklearnPickleFormat:
     default_input = "X"
 
     def sniff(self, path: Path) -> bool:
-        if not path.is_file():
+        if not path.is_file() or not read_head(path, 2).startswith(PICKLE_MAGIC):
             return False
         stream = joblib_stream(read_head(path))
         if stream is None:

@@ -241,8 +241,9 @@ def load_program(path: Path, trust: bool) -> Any:
     if zip_layout(path) != "pt2":
         raise InvalidModel(f"{path.name} is not a torch.export archive (.pt2)")
     check_pt2_members(path, trust)
+    torch = torch_module()
     try:
-        return torch_module().export.load(str(path))
+        return torch.export.load(str(path))
     except Exception as e:
         raise InvalidModel(f"{path.name}: torch.export cannot load it: {e}") from e
 
