@@ -294,3 +294,19 @@ def test_pbtxt_parsers_agree(tmp_path: Path):
     assert int(config["max_batch_size"]) == 8
     assert [int(d) for d in config["input"][0]["dims"]] == [4]
     assert config["output"][1]["data_type"] == "TYPE_FP32"
+
+
+def test_stored_sample_is_keyed_and_checked_like_the_signature(
+    local: Registry, files: dict[str, Path], iris_onnx: Path
+):
+    from modelport.runtimes.sample import load_sample_file
+
+    ids, mask = models.text_sample().values()
+    v = local.register(files["torch-export"], "text", sample_input={"a": ids, "b": mask})
+    stored = load_sample_file(local.open(v) / "sample_input.npz")
+    assert list(stored) == ["input_ids", "attention_mask"]
+    v = local.register(iris_onnx, "iris", sample_input=np.zeros((3, 4), np.float32))
+    assert "sample_input.npz" in {f.path for f in v.files}
+    with pytest.raises(InvalidArgument, match=r"shape \[3, 5\]"):
+        local.register(iris_onnx, "iris", sample_input=np.zeros((3, 5), np.float32))
+    assert [x.version for x in local.versions("iris")] == [1]

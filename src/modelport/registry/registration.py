@@ -50,6 +50,7 @@ from modelport.runtimes.live import save_object
 from modelport.runtimes.sample import (
     MAX_STORED_SAMPLE_BYTES,
     SAMPLE_FILE,
+    align_sample,
     as_sample,
     sample_nbytes,
     save_sample,
@@ -150,6 +151,8 @@ class RegistrationMixin(abc.ABC):
         if sample_input is not None:
             sample = as_sample(sample_input, default_input_name(fmt))
         inspection = fmt.inspect(src, sample_input=sample, trust=allow)
+        if sample is not None:  # stored for parity checks: keyed like the signature
+            sample = align_sample(sample, inspection.signature)
         needs_trust = bool(inspection.extra.get("requires_trust"))
         if lineage is None:
             lineage = Lineage(

@@ -269,6 +269,31 @@ def check_sample_matches(sample: Mapping[str, np.ndarray], signature: ModelSigna
             )
 
 
+def align_sample(
+    sample: Mapping[str, np.ndarray], signature: ModelSignature
+) -> dict[str, np.ndarray]:
+    """The sample keyed like the signature's inputs, then checked against their shapes.
+
+    Names that differ are matched by position when the counts agree (a lone array is
+    named by its format's default, the model may call it ``x``).
+
+    Example:
+        >>> sig = ModelSignature((TensorSpec("x", "FP32", (-1, 2)),), ())
+        >>> list(align_sample({"input": np.zeros((1, 2), np.float32)}, sig))
+        ['x']
+    """
+    names = [t.name for t in signature.inputs]
+    if set(sample) != set(names):
+        if len(sample) != len(names):
+            raise InvalidArgument(
+                f"the sample has inputs {sorted(sample)}; the model takes {names}"
+            )
+        sample = dict(zip(names, sample.values(), strict=True))
+    aligned = {n: sample[n] for n in names}
+    check_sample_matches(aligned, signature)
+    return aligned
+
+
 def cast_inputs(
     inputs: Mapping[str, np.ndarray], signature: ModelSignature
 ) -> dict[str, np.ndarray]:
@@ -285,6 +310,7 @@ def cast_inputs(
 __all__ = [
     "MAX_STORED_SAMPLE_BYTES",
     "SAMPLE_FILE",
+    "align_sample",
     "as_sample",
     "batch_size",
     "cast_inputs",
