@@ -22,7 +22,6 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from skl2onnx import to_onnx
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -45,6 +44,9 @@ def run(*args: str) -> str:
 
 
 def train(c: float, path: Path) -> float:
+    """A scaler + logistic-regression pipeline, saved in skops' safe format."""
+    import skops.io
+
     X, y = load_breast_cancer(return_X_y=True)
     X = X.astype(np.float32)
     rng = np.random.default_rng(0)
@@ -53,8 +55,9 @@ def train(c: float, path: Path) -> float:
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
     model.fit(X[train_idx], y[train_idx])
     accuracy = float(model.score(X[test_idx], y[test_idx]))
-    onx = to_onnx(model, X[:1], options={"zipmap": False}, target_opset=17)
-    path.write_bytes(onx.SerializeToString())
+    skops.io.dump(model, path)
+    np.save(WORK / "sample.npy", X[test_idx][:20])
+    np.savez(WORK / "holdout.npz", X=X[test_idx], y=y[test_idx])
     return accuracy
 
 
@@ -62,17 +65,20 @@ def main() -> None:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
     print(f"modelport demo — embedded registry in {WORK / 'home'}")
-    acc1 = train(0.1, WORK / "cancer_v1.onnx")
-    acc2 = train(1.0, WORK / "cancer_v2.onnx")
+    acc1 = train(0.1, WORK / "cancer_v1.skops")
+    acc2 = train(1.0, WORK / "cancer_v2.skops")
     print(
-        f"trained two logistic-regression pipelines on breast_cancer: "
-        f"held-out accuracy {acc1:.3f} and {acc2:.3f}"
+        f"trained two scikit-learn pipelines (scaler + logistic regression) on "
+        f"breast_cancer, saved with skops: held-out accuracy {acc1:.3f} and {acc2:.3f}"
     )
-    ref1 = run(
+    sample = str(WORK / "sample.npy")
+    run(
         "register",
-        str(WORK / "cancer_v1.onnx"),
+        str(WORK / "cancer_v1.skops"),
         "--name",
         "cancer",
+        "--sample-input",
+        sample,
         "--description",
         "scaler + logistic regression, C=0.1",
         "--tag",
@@ -80,26 +86,39 @@ def main() -> None:
         "--metric",
         f"accuracy={acc1:.4f}",
     )
+    onnx1 = run(
+        "convert", "cancer:1", "--to", "onnx", "--validation-data", str(WORK / "holdout.npz")
+    )
     run(
         "register",
-        str(WORK / "cancer_v2.onnx"),
+        str(WORK / "cancer_v2.skops"),
         "--name",
         "cancer",
+        "--sample-input",
+        sample,
         "--description",
         "scaler + logistic regression, C=1",
         "--metric",
         f"accuracy={acc2:.4f}",
     )
-    run("alias", "set", "cancer", "production", ref1.split(":")[1])
+    onnx2 = run(
+        "convert", "cancer:3", "--to", "onnx", "--validation-data", str(WORK / "holdout.npz")
+    )
+    run("alias", "set", "cancer", "production", last_ref(onnx1).split(":")[1])
     run("models", "list")
     run("models", "versions", "cancer")
     run("models", "show", "cancer@production")
     run("registry", "check")
-    serve_and_query()
+    serve_and_query(last_ref(onnx2).split(":")[1])
     print(
         "\ndemo finished: the registry is in .demo/home "
         "(try: MODELPORT_HOME=.demo/home .venv/bin/modelport models list)"
     )
+
+
+def last_ref(output: str) -> str:
+    """The reference a command printed last (e.g. "cancer:2")."""
+    return output.strip().splitlines()[-1].strip()
 
 
 def free_port() -> int:
@@ -129,7 +148,7 @@ def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
     sys.exit("demo failed: the server did not become ready")
 
 
-def serve_and_query() -> None:
+def serve_and_query(next_version: str) -> None:
     from sklearn.datasets import load_breast_cancer
 
     port, grpc_port = free_port(), free_port()
@@ -141,7 +160,14 @@ def serve_and_query() -> None:
         wait_ready(url, server)
         X, y = load_breast_cancer(return_X_y=True)
         rows = X[:3].astype(np.float32)
-        run("predict", "cancer@production", "--url", url, "--data", json.dumps(rows.tolist()))
+        run(
+            "predict",
+            "cancer@production",
+            "--url",
+            url,
+            "--data",
+            json.dumps(np.round(rows.astype(np.float64), 3).tolist()),
+        )
 
         print("\nPython client, binary tensors, 64 rows:")
         from modelport.client import Client
@@ -177,10 +203,10 @@ def serve_and_query() -> None:
         )
         grpc_client.close()
 
-        run("alias", "set", "cancer", "production", "2")
-        print("waiting for the server to follow cancer@production to version 2…")
+        run("alias", "set", "cancer", "production", next_version)
+        print(f"waiting for the server to follow cancer@production to version {next_version}…")
         for _ in range(100):
-            if http_json(url + "/v2/models/cancer/infer", body)["model_version"] == "2":
+            if http_json(url + "/v2/models/cancer/infer", body)["model_version"] == next_version:
                 break
             time.sleep(0.1)
         answer = http_json(url + "/v2/models/cancer/infer", body)

@@ -91,6 +91,7 @@ def serve(
     if not cfg.models and not cfg.serve_all:
         raise InvalidArgument("nothing to serve: name models (e.g. iris@production) or pass --all")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     scheme = "https" if tls_cert else "http"
     grpc = f", gRPC {cfg.host}:{cfg.grpc_port}" if cfg.grpc_port is not None else ""
     typer.echo(f"modelport serving on {scheme}://{cfg.host}:{cfg.http_port}{grpc}", err=True)
