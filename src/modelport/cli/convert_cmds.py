@@ -47,9 +47,9 @@ def convert(
 ) -> None:
     """Convert a version to ONNX (or TorchScript), check parity, register the result.
 
-    The result is the next version of the same model, with lineage naming its parent,
-    the converter, library versions, opset and parity figures. A failed parity check
-    registers nothing (exit 5) unless --force.
+    The result is the next version of the same model; its lineage holds the parity figures.
+
+    A failed parity check registers nothing (exit 5) unless --force.
     """
     from modelport.convert import ParityFailed, Tolerance
     from modelport.convert import convert as run_convert

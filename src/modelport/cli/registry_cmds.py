@@ -121,9 +121,9 @@ def register(
 ) -> None:
     """Register a model file as the next version of NAME; prints its reference (NAME:N).
 
-    The framework is detected from the file's content: ONNX, scikit-learn (skops, or
-    pickle/joblib with --trust), PyTorch (TorchScript .pt, torch.export .pt2, pickled
-    modules with --trust), LightGBM text, XGBoost JSON/UBJSON, python model directories.
+    The framework is detected from the content: ONNX, sklearn, PyTorch, LightGBM, XGBoost.
+
+    Pickles (joblib, torch.save) and python models run code: they need --trust.
     """
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
