@@ -29,7 +29,6 @@ from modelport.monitoring.monitor import Monitor
 from modelport.protocol.triton_config import model_config as triton_model_config
 from modelport.protocol.triton_config import model_metadata as v2_model_metadata
 from modelport.protocol.triton_config import platform_of
-from modelport.protocol.validate import validate_request
 from modelport.serving.batcher import Timing
 from modelport.serving.config import ServeConfig
 from modelport.serving.manager import LoadedVersion, ModelManager, State
@@ -147,7 +146,7 @@ class DataPlane:
         loaded.inflight += 1  # before any await: a version swap waits for this request
         self.inflight += 1
         try:
-            request = validate_request(request, loaded.signature)
+            request = loaded.validate(request)  # once, before any model code
             executor = loaded.executor
             if executor.inline and not loaded.batching.enabled:
                 # a microsecond model: no coroutine, no task, no timer

@@ -18,6 +18,7 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from modelport.core.errors import ModelportError, NotFound, Unavailable
-from modelport.core.types import DATATYPES, ModelRef, ModelSignature
+from modelport.core.types import DATATYPES, InferenceRequest, ModelRef, ModelSignature
 from modelport.monitoring.metrics import RequestMetrics, resident_bytes
 from modelport.monitoring.monitor import Monitor, VersionMonitor
 from modelport.protocol.dtypes import BF16_DTYPE
+from modelport.protocol.validate import compile_validator
 from modelport.registry import ModelVersion, Registry
 from modelport.runtimes import LoadSpec, Runtime, RuntimeOptions, load_runtime
 from modelport.security.loading import LoadGuard
@@ -65,6 +67,10 @@ class LoadedVersion:
     monitor: VersionMonitor | None = None
     counters: dict[str, RequestMetrics] = field(default_factory=dict)  # by protocol
     timeout_s: float | None = None  # per-model request timeout (serve config)
+    validate: Callable[[InferenceRequest], InferenceRequest] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validate = compile_validator(self.signature)
 
     @property
     def version(self) -> int:
