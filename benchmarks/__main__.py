@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUITES = ["registry", "codecs", "serving", "monitoring", "optimize"]
+SUITES = ["registry", "codecs", "serving", "monitoring", "optimize", "placement"]
 
 
 def main(argv: list[str]) -> None:

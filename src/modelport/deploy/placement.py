@@ -1,0 +1,428 @@
+"""Optimal placement: the integer program of :mod:`~modelport.deploy.cpsat`, solved in
+rounds with OR-Tools CP-SAT, with a proven bound and the greedy baseline beside it.
+
+1. **Check** each deployment alone (:func:`~modelport.deploy.explain.precheck`): one that
+   no node can take is reported at once, with the constraint that blocks it.
+2. **Solve by units.** Identical nodes that each hold many replicas form one unit
+   (their capacities added up); all other nodes are units of one. This model relaxes only
+   how replicas are packed inside a group, so its optimum is a lower bound on the true
+   cost — the bound we report — and, with no mirror-image solutions to wade through, it
+   is solved far faster than one variable per node would allow. The greedy answer is its
+   starting hint. A short second solve then minimises network latency at that cost.
+3. **Pack** each group's replicas onto its nodes (:mod:`~modelport.deploy.packing`).
+   Replicas that do not fit are placed again around the others (first fit, then a small
+   exact model). When nothing was lost to packing, the plan costs exactly what the model
+   found — proven optimal when the model was.
+4. **Refine** groups that could not be packed into the nodes they paid for: small nodes
+   become units of one, large ones keep room for their largest replica on each node; the
+   model is solved again from the best plan so far, while time remains.
+
+The greedy plan is kept if it is cheaper (possible only when time runs out), and every
+answer is re-checked against the problem in floating point before it is returned.
+
+Example:
+    >>> from modelport.deploy.model import Deployment, Node, Problem, ReplicaProfile
+    >>> nodes = (Node("big", "cloud", 16, 65536, 1.2, "eu"),
+    ...          Node("small", "cloud", 4, 16384, 0.3, "eu"))
+    >>> d = Deployment("m", "m:1", ReplicaProfile(2, 4096, 100), demand={"eu": 200},
+    ...                latency_p99_ms=100)
+    >>> plan = solve(Problem(nodes, (), (d,)), time_limit=5)
+    >>> plan.status, plan.cost, [(p.node, p.replicas) for p in plan.placements]
+    ('optimal', 0.3, [('small', 2)])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from modelport.core.errors import ModelportError
+from modelport.deploy import cpsat, explain
+from modelport.deploy.greedy import complete, greedy_place
+from modelport.deploy.model import Problem
+from modelport.deploy.packing import pack_group, pack_partial
+from modelport.deploy.plan import (
+    Baseline,
+    Explanation,
+    Placement,
+    Plan,
+    check_placements,
+    mean_network_latency,
+    placement_cost,
+    planned_deployments,
+    utilisation,
+)
+from modelport.deploy.routing import route
+
+Counts = dict[tuple[int, int], int]  # (deployment index, node index) -> replicas
+
+
+class _Clock:
+    def __init__(self, limit: float) -> None:
+        self.start = time.monotonic()
+        self.limit = limit
+
+    def left(self) -> float:
+        return self.limit - (time.monotonic() - self.start)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def solve(
+    problem: Problem,
+    *,
+    time_limit: float = 30.0,
+    workers: int = 0,
+    seed: int = 0,
+    gap_limit: float = 0.0,
+) -> Plan:
+    """The cheapest placement of ``problem`` found within ``time_limit`` seconds, with
+    its proven bound and gap, the greedy baseline, or an explanation when infeasible.
+
+    ``workers`` is CP-SAT's number of search workers (0: at least 8); ``gap_limit``
+    stops as soon as the relative gap to the bound is that small.
+    """
+    clock = _Clock(time_limit)
+    cp = cpsat.cp_model()
+    greedy = greedy_place(problem)
+    info: dict[str, Any] = {"name": "cp-sat", "time_limit": time_limit, "gap_limit": gap_limit}
+    blockers = explain.precheck(problem)
+    if blockers:
+        return _empty(problem, "infeasible", greedy, explain.summarise(blockers), clock, info)
+    units = cpsat.units(problem)
+    info["groups"] = sum(1 for u in units if len(u) > 1)
+    start = _counts(problem, greedy.placements)
+    b, s, status = _solve_units(problem, units, start, clock.left() * 0.6, workers, seed, gap_limit)
+    info["workers"] = int(s.parameters.num_workers)
+    if status == cp.INFEASIBLE:
+        why = _explain_conflict(problem, units, clock.left(), seed)
+        return _empty(problem, "infeasible", greedy, why, clock, info)
+    if status not in (cp.OPTIMAL, cp.FEASIBLE):
+        if status == cp.MODEL_INVALID:  # pragma: no cover - a bug in cpsat.build
+            raise ModelportError(f"placement model invalid: {b.model.validate()}")
+        return _fallback(problem, greedy, s.best_objective_bound, clock, info)
+    bound = _bound(b, s, status)
+    best: Counts | None = None
+    margined: set[tuple[int, ...]] = set()
+    for round_ in range(5):
+        values = _values(b, s)
+        if b.has_latency and clock.left() > 0.5:
+            cost = round(s.objective_value) if b.has_cost else 0
+            values = _tie_break(b, values, cost, clock.left() * 0.15, workers, seed) or values
+        counts, loose, crowded = _unpack(problem, b, values, clock)
+        done: Counts | None = counts
+        if loose:
+            info["repaired"] = sorted(problem.deployments[d].name for d in loose)
+            done = complete(problem, counts, loose) or _repair(
+                problem, counts, loose, clock, workers, seed
+            )
+        if done is not None and (best is None or _cost(problem, done) < _cost(problem, best)):
+            best = done
+        info["rounds"] = round_ + 1
+        if not crowded or (best and _cost(problem, best) <= bound) or clock.left() < 1.0:
+            break
+        # Groups that could not be packed: small nodes are modelled one by one, large
+        # ones keep room for their largest replica on each node; then solve again.
+        units = [u for k, u in enumerate(b.units) if k not in crowded]
+        for k in sorted(crowded):
+            if _fits_many(problem, b, k):
+                units.append(b.units[k])
+                margined.add(tuple(b.units[k]))
+            else:
+                units += [[i] for i in b.units[k]]
+        hint = best or {key: r for key, r in counts.items() if key[0] not in loose}
+        b, s, status = _solve_units(
+            problem, units, hint, clock.left() * 0.6, workers, seed, margined=margined
+        )
+        if status not in (cp.OPTIMAL, cp.FEASIBLE):
+            break
+        if not margined:  # a model with margins is no relaxation: its bound is not one
+            bound = max(bound, _bound(b, s, status))
+    info["units"] = len(b.units)
+    if start and (best is None or _cost(problem, start) < _cost(problem, best)):
+        info["kept_greedy"] = True
+        best = start
+    if best is None:
+        return _fallback(problem, greedy, bound, clock, info)
+    return _result(problem, _placements(problem, best), bound, greedy, clock, info)
+
+
+def _solve_units(
+    problem: Problem,
+    units: list[list[int]],
+    hint: Counts,
+    budget: float,
+    workers: int,
+    seed: int,
+    gap_limit: float = 0.0,
+    margined: Collection[tuple[int, ...]] = (),
+) -> tuple[cpsat.Model, Any, Any]:
+    b = cpsat.build(problem, units)
+    _add_margins(problem, b, {k for k, u in enumerate(b.units) if tuple(u) in margined})
+    if b.has_cost:
+        b.model.minimize(b.cost)
+    _hint(problem, b, hint)
+    s = cpsat.solver(budget, workers, seed, gap_limit)
+    return b, s, s.solve(b.model)
+
+
+def _fits_many(problem: Problem, b: cpsat.Model, k: int, many: int = 8) -> bool:
+    """Each node of unit ``k`` holds ``many`` or more of its typical replica."""
+    node = problem.nodes[b.units[k][0]]
+    fits = sorted(problem.max_replicas_on(problem.deployments[d], node) for d, kk in b.x if kk == k)
+    return bool(fits) and fits[len(fits) // 2] >= many
+
+
+def _add_margins(problem: Problem, b: cpsat.Model, units: set[int]) -> None:
+    """Leave room for the largest replica on every node of these units."""
+    deps = problem.deployments
+    for k in sorted(units):
+        node = problem.nodes[b.units[k][0]]
+        items = [(problem.profile_on(deps[d], node), v) for (d, kk), v in b.x.items() if kk == k]
+        if not items:
+            continue
+        big_cpu = max(p.cpu for p, _ in items)
+        big_mem = max(p.memory_mb for p, _ in items)
+        b.model.add(
+            sum(round(p.cpu * cpsat.CPU_SCALE) * v for p, v in items)
+            <= round(max(0.0, node.cpu - big_cpu) * cpsat.CPU_SCALE) * b.u[k]
+        )
+        b.model.add(
+            sum(round(p.memory_mb) * v for p, v in items)
+            <= round(max(0.0, node.memory_mb - big_mem)) * b.u[k]
+        )
+
+
+def _bound(b: cpsat.Model, s: Any, status: Any) -> int:
+    if not b.has_cost:
+        return 0
+    if status == cpsat.cp_model().OPTIMAL:
+        return round(float(s.objective_value))
+    return math.ceil(float(s.best_objective_bound) - 1e-6)
+
+
+def _counts(problem: Problem, placements: Sequence[Placement]) -> Counts:
+    di = {d.name: k for k, d in enumerate(problem.deployments)}
+    ni = {n.name: k for k, n in enumerate(problem.nodes)}
+    return {(di[p.deployment], ni[p.node]): p.replicas for p in placements if p.replicas}
+
+
+def _hint(problem: Problem, b: cpsat.Model, counts: Counts) -> None:
+    """Start the solver from a known placement (mapped onto ``b``'s units)."""
+    if not counts:
+        return
+    unit_of = {i: k for k, unit in enumerate(b.units) for i in unit}
+    x: dict[tuple[int, int], int] = defaultdict(int)
+    used: dict[int, set[int]] = defaultdict(set)
+    for (d, i), r in counts.items():
+        x[(d, unit_of[i])] += r
+        used[unit_of[i]].add(i)
+    b.model.clear_hints()
+    for key, var in b.x.items():
+        b.model.add_hint(var, x.get(key, 0))
+    for k, var in b.u.items():
+        b.model.add_hint(var, len(used.get(k, ())))
+
+
+def _values(b: cpsat.Model, s: Any) -> dict[str, dict[Any, int]]:
+    return {
+        "x": {key: int(s.value(v)) for key, v in b.x.items()},
+        "u": {k: int(s.value(v)) for k, v in b.u.items()},
+    }
+
+
+def _tie_break(
+    b: cpsat.Model,
+    values: dict[str, dict[Any, int]],
+    best: int,
+    budget: float,
+    workers: int,
+    seed: int,
+) -> dict[str, dict[Any, int]] | None:
+    """Among solutions of cost ``best``, one with the lowest network latency (solved on
+    a copy, so ``b`` keeps its cost objective)."""
+    cp = cpsat.cp_model()
+    m = b.model.clone()
+    m.clear_hints()
+    for key, var in b.x.items():
+        m.add_hint(m.get_int_var_from_proto_index(var.index), values["x"][key])
+    for k, var in b.u.items():
+        m.add_hint(m.get_int_var_from_proto_index(var.index), values["u"][k])
+    if b.has_cost:
+        m.add(b.cost <= best)
+    m.minimize(b.latency)
+    s = cpsat.solver(budget, workers, seed)
+    if s.solve(m) not in (cp.OPTIMAL, cp.FEASIBLE):
+        return None
+    return {
+        "x": {key: int(s.value(v)) for key, v in b.x.items()},
+        "u": {k: int(s.value(v)) for k, v in b.u.items()},
+    }
+
+
+def _direct(b: cpsat.Model, values: dict[str, dict[Any, int]]) -> Counts:
+    return {(d, b.units[k][0]): r for (d, k), r in values["x"].items() if r > 0}
+
+
+def _unpack(
+    problem: Problem, b: cpsat.Model, values: dict[str, dict[Any, int]], clock: _Clock
+) -> tuple[Counts, set[int], set[int]]:
+    """Pack each group's replicas onto its nodes.
+
+    Returns the packed counts, the deployments left to repair (those with a replica
+    that did not fit its group; all their replicas are left out of the counts, to be
+    placed again together) and the units that needed more nodes than paid for.
+    """
+    per_unit: dict[int, dict[int, int]] = defaultdict(dict)
+    for (d, k), r in values["x"].items():
+        if r > 0:
+            per_unit[k][d] = r
+    out: Counts = {}
+    loose: set[int] = set()
+    tight: set[int] = set()
+    for k, counts in sorted(per_unit.items()):
+        paid = values["u"][k]
+        packed = pack_group(problem, b.units[k], counts, paid, max(0.2, clock.left() / 20))
+        if packed is None:
+            packed, left = pack_partial(problem, b.units[k], counts)
+            loose |= set(left)
+        if len({i for _, i in packed}) > paid or set(counts) & loose:
+            tight.add(k)
+        out.update(packed)
+    return {key: r for key, r in out.items() if key[0] not in loose}, loose, tight
+
+
+def _repair(
+    problem: Problem, fixed: Counts, loose: set[int], clock: _Clock, workers: int, seed: int
+) -> Counts | None:
+    """Place the ``loose`` deployments with every other replica kept where it is."""
+    cp = cpsat.cp_model()
+    b = cpsat.build(problem, [[i] for i in range(len(problem.nodes))])
+    for (d, i), var in b.x.items():
+        if d not in loose:
+            b.model.add(var == fixed.get((d, i), 0))
+    _hint(problem, b, fixed)
+    if b.has_cost:
+        b.model.minimize(b.cost)
+    s = cpsat.solver(max(0.5, clock.left() * 0.3), workers, seed)
+    if s.solve(b.model) not in (cp.OPTIMAL, cp.FEASIBLE):
+        return None
+    return _direct(b, _values(b, s))
+
+
+def _cost(problem: Problem, counts: Counts) -> int:
+    used = {i for (_, i), r in counts.items() if r > 0}
+    return sum(round(problem.nodes[i].cost_per_hour * cpsat.COST_SCALE) for i in used)
+
+
+def _placements(problem: Problem, counts: Counts) -> tuple[Placement, ...]:
+    nodes = problem.nodes
+    out = []
+    for di, d in enumerate(problem.deployments):
+        reps = {i: r for (dj, i), r in counts.items() if dj == di and r > 0}
+        serves = route(problem, d, reps)
+        out += [Placement(d.name, nodes[i].name, r, serves[i]) for i, r in sorted(reps.items())]
+    return tuple(out)
+
+
+def _explain_conflict(
+    problem: Problem, groups: list[list[int]], budget: float, seed: int
+) -> Explanation:
+    """A small set of deployments that cannot be placed together, described."""
+    cp = cpsat.cp_model()
+    per_try = max(0.5, min(budget, 30.0) / 6)
+
+    def core_of(subset: set[int]) -> list[int] | None:
+        b = cpsat.build(problem, groups, only=subset, assumptions=True)
+        b.model.add_assumptions(list(b.enforce.values()))
+        s = cpsat.solver(per_try, 1, seed)
+        if s.solve(b.model) != cp.INFEASIBLE:
+            return None
+        lits = {b.enforce[k].index: k for k in b.enforce}
+        found = [lits[i] for i in s.sufficient_assumptions_for_infeasibility() if i in lits]
+        return found or sorted(subset)
+
+    current = set(core_of(set(range(len(problem.deployments)))) or ())
+    if current and len(current) <= 12:
+        for k in sorted(current):
+            if len(current) > 1 and core_of(current - {k}) is not None:
+                current.discard(k)
+    if not current:
+        return Explanation(
+            "infeasible: the deployments fit the nodes' total capacity but cannot be packed "
+            "node by node; add nodes or relax constraints"
+        )
+    return explain.describe_conflict(problem, [problem.deployments[k].name for k in current])
+
+
+def _fallback(
+    problem: Problem, greedy: Baseline, bound: float, clock: _Clock, info: dict[str, Any]
+) -> Plan:
+    """No solver answer in time: the greedy plan if there is one, else ``unknown``."""
+    if greedy.placements:
+        counts = _counts(problem, greedy.placements)
+        return _result(problem, greedy.placements, int(bound), greedy, clock, info, counts)
+    why = Explanation(
+        f"no placement found within {clock.limit:g} s and none proven impossible; "
+        "raise --time-limit"
+    )
+    return _empty(problem, "unknown", greedy, why, clock, info)
+
+
+def _result(
+    problem: Problem,
+    placements: tuple[Placement, ...],
+    bound: int,
+    greedy: Baseline,
+    clock: _Clock,
+    info: dict[str, Any],
+    counts: Counts | None = None,
+) -> Plan:
+    errors = check_placements(problem, placements)
+    if errors:  # pragma: no cover - would be a bug in the model
+        raise ModelportError("placement failed its own check: " + "; ".join(errors[:5]))
+    scaled = _cost(problem, counts or _counts(problem, placements))
+    bound = min(bound, scaled)
+    status = "optimal" if bound >= scaled else "feasible"
+    cost = placement_cost(problem, placements)
+    return Plan(
+        status=status,
+        cost=cost,
+        bound=cost if status == "optimal" else bound / cpsat.COST_SCALE,
+        gap=0.0 if status == "optimal" else round((scaled - bound) / scaled, 6),
+        placements=placements,
+        utilisation=tuple(utilisation(problem, placements)),
+        greedy=greedy,
+        explanation=None,
+        deployments=planned_deployments(problem, placements),
+        mean_latency_ms=mean_network_latency(problem, placements),
+        solve_seconds=clock.elapsed(),
+        solver=info,
+    )
+
+
+def _empty(
+    problem: Problem,
+    status: str,
+    greedy: Baseline,
+    why: Explanation,
+    clock: _Clock,
+    info: dict[str, Any],
+) -> Plan:
+    return Plan(
+        status=status,
+        cost=None,
+        bound=None,
+        gap=None,
+        placements=(),
+        utilisation=(),
+        greedy=greedy,
+        explanation=why,
+        deployments=planned_deployments(problem, ()),
+        solve_seconds=clock.elapsed(),
+        solver=info,
+    )
