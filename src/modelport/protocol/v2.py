@@ -160,8 +160,10 @@ def decode_request(
                 raise InvalidArgument(f"{what}: 'datatype' must be a string")
             if bools_in_data is None:
                 # booleans that may sit inside data arrays (numpy would read true as 1)
-                outside = sum(1 for d in _known_dicts(head) for v in d.values() if type(v) is bool)
-                bools_in_data = jsonio.count_bool_tokens(head_bytes) > outside
+                tokens = jsonio.count_bool_tokens(head_bytes)
+                bools_in_data = tokens > 0 and tokens > sum(
+                    1 for d in _known_dicts(head) for v in d.values() if type(v) is bool
+                )
             inputs[name] = array_from_json(
                 raw["data"], datatype, shape, what, may_hold_bools=bools_in_data
             )

@@ -52,6 +52,27 @@ def _hostname(value: str) -> str:
     return v.rstrip(".")
 
 
+def check_browser_headers(
+    method: str,
+    host: str | None,
+    origin: str | None,
+    fetch_site: str | None,
+    allowed_hosts: frozenset[str] | None,
+) -> None:
+    """Refuse DNS-rebinding (foreign ``Host``) and cross-site writes (``Origin``).
+
+    ``allowed_hosts`` None accepts any Host (a non-loopback listener). Used by the
+    middleware and, when authentication is off, by the REST adapter itself.
+    """
+    if allowed_hosts is not None and (host is None or _hostname(host) not in allowed_hosts):
+        raise PermissionDenied("request for a host name this server does not answer to")
+    if method not in _SAFE_METHODS and (
+        fetch_site == "cross-site"
+        or (origin is not None and (host is None or urlsplit(origin).netloc != host))
+    ):
+        raise PermissionDenied("cross-origin request refused")
+
+
 class SecurityMiddleware:
     """Authenticates and authorizes every HTTP request before ``app`` runs."""
 
@@ -94,15 +115,7 @@ class SecurityMiddleware:
                 origin = value.decode("latin-1")
             elif name == b"sec-fetch-site":
                 fetch_site = value.decode("latin-1").strip().lower()
-        if self.allowed_hosts is not None and (
-            host is None or _hostname(host) not in self.allowed_hosts
-        ):
-            raise PermissionDenied("request for a host name this server does not answer to")
-        if method not in _SAFE_METHODS and (
-            fetch_site == "cross-site"
-            or (origin is not None and (host is None or urlsplit(origin).netloc != host))
-        ):
-            raise PermissionDenied("cross-origin request refused")
+        check_browser_headers(method, host, origin, fetch_site, self.allowed_hosts)
         if not self.auth.enabled:  # hot path without authentication: Host/Origin only
             return None
         if len(authorization) > 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from modelport.core.config import Settings
 from modelport.monitoring.monitor import Monitor
@@ -36,7 +37,7 @@ class ServingApp:
     dataplane: DataPlane
     rest: RestApp
     auth: Authenticator
-    asgi: SecurityMiddleware  # what the HTTP listener runs: checks, then ``rest``
+    asgi: Any  # what the HTTP listener runs: SecurityMiddleware → rest, or rest
     monitor: Monitor
 
     async def close(self) -> None:
@@ -74,8 +75,19 @@ async def build_app(
     for model in model_configs(config, registry):
         await manager.add(model)
     dataplane = DataPlane(manager, config, monitor=monitor)
-    rest = RestApp(dataplane, max_body_bytes=config.max_body_bytes, metrics=monitor.render)
-    asgi = SecurityMiddleware(rest, auth, allowed_hosts=default_allowed_hosts(config.host))
+    allowed_hosts = default_allowed_hosts(config.host)
+    rest = RestApp(
+        dataplane,
+        max_body_bytes=config.max_body_bytes,
+        metrics=monitor.render,
+        browser_checks=not auth.enabled,
+        allowed_hosts=allowed_hosts,
+    )
+    # With authentication the middleware checks credentials (and Host/Origin) first;
+    # without it the REST adapter does the Host/Origin checks itself, one layer less.
+    asgi: Any = (
+        SecurityMiddleware(rest, auth, allowed_hosts=allowed_hosts) if auth.enabled else rest
+    )
     monitor.start()
     return ServingApp(
         settings, config, registry, pool, manager, dataplane, rest, auth, asgi, monitor

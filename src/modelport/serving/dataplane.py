@@ -142,16 +142,16 @@ class DataPlane:
         loaded = self.manager.resolve(name, version)
         if request.id is None:  # every answer carries an id, for feedback
             request.id = f"{self._id_prefix}{next(self._ids):x}"
-        timing = None
+        timing: Timing | None = None
         loaded.inflight += 1  # before any await: a version swap waits for this request
         self.inflight += 1
         try:
             request = loaded.validate(request)  # once, before any model code
             executor = loaded.executor
-            if executor.inline and not loaded.batching.enabled:
+            if loaded.run_inline:
                 # a microsecond model: no coroutine, no task, no timer
                 outputs, compute_ns = executor.run_inline(request.inputs)
-                timing = Timing(0, compute_ns)
+                queue_ns = 0
             else:
                 timeout = (
                     timeout_s
@@ -164,10 +164,11 @@ class DataPlane:
                         outputs, timing = await executor.submit(request.inputs)
                 except TimeoutError as e:
                     raise DeadlineExceeded(f"inference did not finish within {timeout:g}s") from e
+                queue_ns, compute_ns = timing.queue_ns, timing.compute_ns
             full_outputs = outputs
             if request.outputs is not None:
                 outputs = _select(outputs, [o.name for o in request.outputs])
-            response = InferenceResponse(name, str(loaded.version), outputs, request.id, {})
+            response = InferenceResponse(name, loaded.version_str, outputs, request.id, {})
         except ModelportError as e:
             loaded.stats.record_failure(time.perf_counter_ns() - t0)
             vm = loaded.monitor
@@ -190,17 +191,13 @@ class DataPlane:
             self.inflight -= 1
             loaded.inflight -= 1
         total = time.perf_counter_ns() - t0
-        loaded.stats.record_success(
-            total,
-            timing.queue_ns,
-            timing.compute_ns,
-            _rows(request.inputs),
-            loaded.batching.enabled,
-        )
+        rows = _rows(request.inputs)
+        batched = loaded.batching.enabled
+        loaded.stats.record_success(total, queue_ns, compute_ns, rows, batched)
         vm = loaded.monitor
         if vm is not None:
-            if not loaded.batching.enabled:
-                vm.metrics.observe_batch(_rows(request.inputs))
+            if not batched:
+                vm.metrics.observe_batch(rows)
             vm.observe(
                 loaded.counters[protocol],
                 request.id,
@@ -208,8 +205,8 @@ class DataPlane:
                 full_outputs,
                 200,
                 total,
-                timing.queue_ns,
-                timing.compute_ns,
+                queue_ns,
+                compute_ns,
             )
         return response
 

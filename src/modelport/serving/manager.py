@@ -69,8 +69,13 @@ class LoadedVersion:
     timeout_s: float | None = None  # per-model request timeout (serve config)
     validate: Callable[[InferenceRequest], InferenceRequest] = field(init=False, repr=False)
 
+    version_str: str = field(init=False, repr=False)
+    run_inline: bool = field(init=False, repr=False)  # no batching and an inline model
+
     def __post_init__(self) -> None:
         self.validate = compile_validator(self.signature)
+        self.version_str = str(self.record.version)
+        self.run_inline = self.executor.inline and not self.batching.enabled
 
     @property
     def version(self) -> int:

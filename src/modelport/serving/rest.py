@@ -28,6 +28,7 @@ from modelport.core.errors import (
 )
 from modelport.core.types import validate_name
 from modelport.protocol import tfserving, v2
+from modelport.security.asgi import check_browser_headers
 from modelport.serving.dataplane import DataPlane
 from modelport.serving.openapi import docs_html, openapi_document
 
@@ -63,8 +64,14 @@ class RestApp:
         *,
         max_body_bytes: int = 64 << 20,
         metrics: Callable[[bytes], tuple[bytes, str]] | None = None,
+        browser_checks: bool = False,
+        allowed_hosts: tuple[str, ...] | None = None,
     ) -> None:
         self.dp = dataplane
+        # Host/Origin checks done here when no SecurityMiddleware runs in front
+        self._browser_checks = browser_checks
+        self._allowed_hosts = None if allowed_hosts is None else frozenset(allowed_hosts)
+        self._good_hosts: set[bytes] = set()  # Host values already accepted
         self.max_body = max_body_bytes
         self.metrics = metrics
         self._openapi = orjson.dumps(openapi_document())
@@ -89,6 +96,8 @@ class RestApp:
         status, body, ctype = 200, b"", JSON
         extra: list[tuple[bytes, bytes]] = []
         try:
+            if self._browser_checks:
+                self._check_browser(scope["method"], headers)
             status, body, ctype, extra = await self._route(scope, headers, receive)
         except ModelportError as e:
             status, body = int(e.http_status), orjson.dumps({"error": e.message})
@@ -118,6 +127,25 @@ class RestApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    def _check_browser(self, method: str, headers: dict[bytes, bytes]) -> None:
+        host = headers.get(b"host")
+        if (
+            host in self._good_hosts
+            and b"origin" not in headers
+            and b"sec-fetch-site" not in headers
+        ):
+            return  # the common case: a known Host, no browser headers
+        origin, site = headers.get(b"origin"), headers.get(b"sec-fetch-site")
+        check_browser_headers(
+            method,
+            host.decode("latin-1") if host is not None else None,
+            origin.decode("latin-1") if origin is not None else None,
+            site.decode("latin-1").strip().lower() if site is not None else None,
+            self._allowed_hosts,
+        )
+        if host is not None and len(self._good_hosts) < 64:
+            self._good_hosts.add(host)
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")

@@ -48,6 +48,7 @@ def _uvicorn_server(app: ServingApp, sock: socket.socket, tls: TlsFiles | None) 
         timeout_graceful_shutdown=int(app.config.drain_timeout_s) or None,
         timeout_keep_alive=30,
         limit_concurrency=None,
+        proxy_headers=False,  # X-Forwarded-* are not trusted by default
         **(tls.uvicorn_options() if tls is not None else {}),
     )
     return Server(cfg)
