@@ -5,8 +5,9 @@ Same models, same requests, one run, printed side by side:
 - models: a logistic regression on breast_cancer (tabular, microseconds of compute) and
   a small transformer encoder over 8 token ids (milliseconds of compute);
 - servers, one at a time, each as its own process on 127.0.0.1: modelport (`modelport
-  serve`), the bare endpoint (``bare_endpoint.py``: uvicorn + httptools + uvloop +
-  orjson + ONNX Runtime, no validation — the Python floor), MLServer 1.7.1 with an
+  serve`, one process, and ``--workers 2`` to use both cores), the bare endpoint
+  (``bare_endpoint.py``: uvicorn + httptools + uvloop + orjson + ONNX Runtime, no
+  validation — the Python floor, one process), MLServer 1.7.1 with an
   ONNX Runtime model class (installed into ``benchmarks/.venvs/mlserver`` on first
   use), and in-process ONNX Runtime calls (the limit);
 - load: ``wrk`` (closed loop, keep-alive, one thread) at concurrency 1/8/32, batch
@@ -186,7 +187,9 @@ class Server:
         self.log.close()
 
 
-def start_modelport(home: Path, refs: list[str], extra: list[str] | None = None) -> Server:
+def start_modelport(
+    home: Path, refs: list[str], extra: list[str] | None = None, name: str = "modelport"
+) -> Server:
     port = free_port()
     env = {**os.environ, "MODELPORT_HOME": str(home)}
     argv = [
@@ -200,7 +203,7 @@ def start_modelport(home: Path, refs: list[str], extra: list[str] | None = None)
         str(port),
         *(extra or []),
     ]
-    return Server("modelport", argv, port, env)
+    return Server(name, argv, port, env)
 
 
 def start_bare(models: dict[str, Path]) -> Server:
@@ -298,7 +301,18 @@ def wrk(
     script = work / "post.lua"
     script.write_text("\n".join(lines) + "\n")
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{SECONDS:g}s", "--latency", "-s", str(script), url],
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{SECONDS:g}s",
+            "--timeout",
+            "30s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=SECONDS + 60,
@@ -401,11 +415,13 @@ def memory(home: Path) -> dict[str, float]:
 
 def table(points: list[Point], limit: dict[tuple[str, int], float]) -> None:
     by = {(p.server, p.model, p.batch, p.encoding, p.concurrency): p for p in points}
-    servers = [s for s in ("modelport", "bare", "mlserver") if any(p.server == s for p in points)]
+    servers = [
+        s for s in ("modelport", "mp-2w", "bare", "mlserver") if any(p.server == s for p in points)
+    ]
     head = f"{'model':<11} {'b':>3} {'enc':<6} {'c':>3} |"
     for s in servers:
         head += f" {s + ' req/s':>15} {'p50':>6} {'p99':>6} |"
-    head += f" {'mp/bare':>7} {'mp/mls':>7} {'rows/s mp':>10} {'ORT limit':>10}"
+    head += f" {'mp/bare':>7} {'mp/mls':>7} {'2w/bare':>7} {'rows/s mp':>10} {'ORT limit':>10}"
     print("\n" + head)
     print("-" * len(head))
     keys = sorted(
@@ -425,7 +441,8 @@ def table(points: list[Point], limit: dict[tuple[str, int], float]) -> None:
         bare = by.get(("bare", model, batch, enc, c))
         mls = by.get(("mlserver", model, batch, enc, c))
         ratio = lambda a, b: f"{a.rps / b.rps:>7.2f}" if a and b and b.rps else f"{'':>7}"  # noqa: E731
-        row += f" {ratio(mp, bare)} {ratio(mp, mls)}"
+        mp2 = by.get(("mp-2w", model, batch, enc, c))
+        row += f" {ratio(mp, bare)} {ratio(mp, mls)} {ratio(mp2, bare)}"
         row += f" {mp.rows_per_s if mp else 0:>10.0f} {limit.get((model, batch), 0):>10.0f}"
         print(row)
 
@@ -455,6 +472,10 @@ def main() -> None:
             print(f"  {m:<11} b{b:<3} {v:>9.0f} calls/s  {v * b:>10.0f} rows/s")
         print("modelport:")
         s = start_modelport(home, list(models))
+        points += measure(s, work, list(models), ENCODINGS)
+        s.stop()
+        print("modelport --workers 2 (both cores):")
+        s = start_modelport(home, list(models), ["--workers", "2"], name="mp-2w")
         points += measure(s, work, list(models), ENCODINGS)
         s.stop()
         print("bare endpoint:")
