@@ -166,7 +166,7 @@ def test_inference_services_have_the_kserve_structure(plan: Plan):
     assert rec["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     assert rec["metadata"]["annotations"]["modelport.io/model-ref"] == "recommender:8"
     gpu = by_name["embeddings"]["spec"]["predictor"]["containers"][0]["resources"]
-    assert gpu["limits"]["nvidia.com/gpu"] == 1
+    assert gpu["limits"]["nvidia.com/gpu"] == "1"
     std = by_name["quality-score"]
     assert std["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     assert "canaryTrafficPercent" not in std["spec"]["predictor"]

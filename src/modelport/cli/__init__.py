@@ -13,6 +13,7 @@ from __future__ import annotations
 import click
 import typer
 
+import modelport.cli.deploy_cmds  # (registers its commands)
 import modelport.cli.monitor_cmds  # noqa: F401  (registers its commands)
 from modelport.cli import (
     convert_cmds,  # noqa: F401  (registers its commands)

@@ -202,11 +202,11 @@ def _config_map(name: str, d: PlannedDeployment, cfg: Doc, opts: RenderOptions) 
 
 def _resources(d: PlannedDeployment, opts: RenderOptions) -> Doc:
     mem = f"{math.ceil(d.memory_mb)}Mi"
-    requests: dict[str, str | int] = {"cpu": f"{math.ceil(d.cpu * 1000)}m", "memory": mem}
-    limits: dict[str, str | int] = {"memory": mem}
-    if d.accelerators:
-        requests[opts.accelerator_resource] = d.accelerators
-        limits[opts.accelerator_resource] = d.accelerators
+    requests = {"cpu": f"{math.ceil(d.cpu * 1000)}m", "memory": mem}
+    limits = {"memory": mem}
+    if d.accelerators:  # quantities are strings in the API
+        requests[opts.accelerator_resource] = str(d.accelerators)
+        limits[opts.accelerator_resource] = str(d.accelerators)
     return {"requests": requests, "limits": limits}
 
 
