@@ -73,12 +73,12 @@ class Measurement:
             "batch_size": self.batch_size,
             "threads": self.threads,
             "runs": self.runs,
-            "p50_ms": round(self.p50_ms, 4),
-            "p95_ms": round(self.p95_ms, 4),
-            "p99_ms": round(self.p99_ms, 4),
-            "mean_ms": round(self.mean_ms, 4),
-            "requests_per_s": round(self.requests_per_s, 2),
-            "rows_per_s": round(self.rows_per_s, 2),
+            "p50_ms": round(self.p50_ms, 6),
+            "p95_ms": round(self.p95_ms, 6),
+            "p99_ms": round(self.p99_ms, 6),
+            "mean_ms": round(self.mean_ms, 6),
+            "requests_per_s": round(self.requests_per_s, 3),
+            "rows_per_s": round(self.rows_per_s, 3),
         }
 
     @classmethod
