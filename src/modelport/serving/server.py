@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import signal
@@ -52,6 +53,19 @@ def _uvicorn_server(app: ServingApp, sock: socket.socket, tls: TlsFiles | None) 
         **(tls.uvicorn_options() if tls is not None else {}),
     )
     return Server(cfg)
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic GC off the request path's tail latency.
+
+    Everything built at start-up (modules, models, the app) is moved out of the
+    collector's reach, and young-generation collections run less often: request
+    objects are freed by reference counting, and the feedback store's many small
+    tuples made frequent full traversals show up as p99 spikes.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def bind_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -98,6 +112,7 @@ async def run_server(
     check_exposure(config.host, auth_enabled=settings.auth_enabled, insecure=config.insecure)
     tls = TlsFiles.from_settings(settings)
     app = await build_app(settings, config)
+    _tune_gc()
     sock = bind_socket(config.host, config.http_port, reuse_port)
     server = _uvicorn_server(app, sock, tls)
     grpc_server, grpc_port = None, None
