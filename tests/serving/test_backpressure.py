@@ -143,3 +143,24 @@ def test_dynamic_batching_merges_concurrent_requests_without_mixing(slow_home: S
         assert stats["execution_count"] < len(xs)  # requests were merged
     finally:
         thread.stop()
+
+
+def test_batcher_never_strands_a_request_arriving_as_a_batch_finishes(slow_home: Settings):
+    """Waves of requests around batch completions: every one is answered."""
+    thread, served = start_thread_server(
+        slow_home,
+        models=[ModelConfig(ref="slow", max_batch_size=4, max_queue_delay_us=200, timeout_s=20)],
+    )
+    try:
+        payload = body(rows=1)
+
+        def call(_: int) -> int:
+            return httpx.post(
+                served.url + "/v2/models/slow/infer", json=payload, timeout=30
+            ).status_code
+
+        with cf.ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(call, range(240)))
+        assert codes == [200] * 240
+    finally:
+        thread.stop()

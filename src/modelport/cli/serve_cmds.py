@@ -27,6 +27,14 @@ def serve(
         list[str] | None, typer.Argument(help="Models: NAME, NAME:VERSION or NAME@ALIAS.")
     ] = None,
     serve_all: Annotated[bool, typer.Option("--all", help="Serve every registered model.")] = False,
+    package: Annotated[
+        Path | None,
+        typer.Option(
+            "--package",
+            help="Serve the models of a package (modelport package …) instead of the "
+            "registry; digests are verified before loading.",
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="serve.yaml")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     http_port: Annotated[int | None, typer.Option(help="HTTP port (default 8000).")] = None,
@@ -88,6 +96,11 @@ def serve(
                 "default_model": cfg.default_model.model_copy(update=defaults),
             }
         )
+    source = None
+    if package is not None:
+        source = _package_source(package, Settings())
+        if not cfg.models:
+            cfg = cfg.model_copy(update={"serve_all": True})
     if not cfg.models and not cfg.serve_all:
         raise InvalidArgument("nothing to serve: name models (e.g. iris@production) or pass --all")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -106,7 +119,34 @@ def serve(
             updates[field] = value
     if updates:
         settings = settings.model_copy(update=updates)
-    serve_forever(settings, cfg, shutdown_delay_s=shutdown_delay)
+    serve_forever(settings, cfg, shutdown_delay_s=shutdown_delay, source=source)
+
+
+def _package_source(package: Path, settings: Settings) -> Any:
+    """Extract (once, by content digest) and verify a package; a picklable source factory."""
+    import functools
+    import hashlib
+    import shutil
+
+    from modelport.core.errors import NotFound
+    from modelport.deploy.package import open_package
+    from modelport.deploy.package_source import package_source
+
+    if not package.is_file():
+        raise NotFound(f"no such package: {package}")
+    h = hashlib.sha256()
+    with package.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    dest = settings.home / "packages" / h.hexdigest()[:32]
+    if not dest.is_dir():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        open_package(package, tmp)  # safe extraction + every digest verified
+        tmp.rename(dest)
+    typer.echo(f"serving package {package.name} ({h.hexdigest()[:12]}…)", err=True)
+    return functools.partial(package_source, str(dest))
 
 
 def _load_data(data: str) -> dict[str, Any] | Any:

@@ -21,7 +21,7 @@ from modelport.security.listeners import default_allowed_hosts
 from modelport.security.loading import LoadGuard
 from modelport.serving.config import ModelConfig, ServeConfig
 from modelport.serving.dataplane import DataPlane
-from modelport.serving.manager import ModelManager
+from modelport.serving.manager import ModelManager, VersionSource
 from modelport.serving.rest import RestApp
 
 
@@ -31,7 +31,7 @@ class ServingApp:
 
     settings: Settings
     config: ServeConfig
-    registry: Registry
+    registry: VersionSource
     pool: ThreadPoolExecutor
     manager: ModelManager
     dataplane: DataPlane
@@ -47,7 +47,7 @@ class ServingApp:
         self.registry.close()
 
 
-def model_configs(config: ServeConfig, registry: Registry) -> list[ModelConfig]:
+def model_configs(config: ServeConfig, registry: VersionSource) -> list[ModelConfig]:
     """The models to serve: the configured ones, plus every registry model with --all."""
     models = list(config.models)
     if config.serve_all:
@@ -57,10 +57,11 @@ def model_configs(config: ServeConfig, registry: Registry) -> list[ModelConfig]:
 
 
 async def build_app(
-    settings: Settings, config: ServeConfig, registry: Registry | None = None
+    settings: Settings, config: ServeConfig, registry: VersionSource | None = None
 ) -> ServingApp:
     """Build and load everything ``config`` asks for (failed loads are recorded)."""
-    registry = registry or Registry.from_settings(settings)
+    if registry is None:
+        registry = Registry.from_settings(settings)
     pool = ThreadPoolExecutor(
         max_workers=config.threads or max(2, os.cpu_count() or 1),
         thread_name_prefix="modelport-infer",

@@ -92,6 +92,7 @@ class Executor:
         self._wakeup: asyncio.Event | None = None
         self._collector: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(max(1, config.instances))
+        self._running: set[asyncio.Task[None]] = set()  # batches in flight (kept referenced)
 
     @property
     def pending(self) -> int:
@@ -160,10 +161,15 @@ class Executor:
         return await fut
 
     async def _collect(self) -> None:
-        """Form batches while requests are queued; exits when the queue is empty."""
+        """Form batches while requests are queued; exits when the queue is empty.
+
+        It never waits for the batches it started: between finding the queue empty and
+        returning there is no await, so a request queued later always finds the
+        collector done and starts a new one (no request is left behind).
+        """
         cfg = self.config
         delay = cfg.max_queue_delay_us / 1e6
-        tasks: set[asyncio.Task[None]] = set()
+        tasks = self._running
         while self._queue:
             await self._slots.acquire()
             if not self._queue:
@@ -187,8 +193,6 @@ class Executor:
             task = asyncio.get_running_loop().create_task(self._execute(batch))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _queued_rows(self) -> int:
         key = self._queue[0].key

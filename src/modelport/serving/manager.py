@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from modelport.monitoring.metrics import RequestMetrics, resident_bytes
 from modelport.monitoring.monitor import Monitor, VersionMonitor
 from modelport.protocol.dtypes import BF16_DTYPE
 from modelport.protocol.validate import compile_validator
-from modelport.registry import ModelVersion, Registry
+from modelport.registry import AliasInfo, ModelSummary, ModelVersion
 from modelport.runtimes import LoadSpec, Runtime, RuntimeOptions, load_runtime
 from modelport.security.loading import LoadGuard
 from modelport.serving.batcher import INLINE_BELOW_NS, BatchingConfig, Executor
@@ -42,6 +43,22 @@ log = logging.getLogger("modelport.serving")
 
 SAMPLE_INPUT_FILE = "sample_input.npz"
 HEAVY_ABOVE_NS = 1_000_000  # batch-1 compute above this gets the runtime's thread pool
+
+
+class VersionSource(Protocol):
+    """What the manager reads versions from: a Registry, or a package (serve --package)."""
+
+    def get(self, ref: ModelRef) -> ModelVersion: ...
+
+    def aliases(self, name: str | None = None) -> list[AliasInfo]: ...
+
+    def list(self) -> list[ModelSummary]: ...
+
+    def open(self, ref: ModelVersion) -> Path: ...
+
+    def signature(self, ref: ModelVersion) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
 
 
 class State(enum.StrEnum):
@@ -114,7 +131,7 @@ class ModelManager:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: VersionSource,
         pool: ThreadPoolExecutor,
         *,
         drain_timeout_s: float = 30.0,

@@ -27,6 +27,7 @@ from modelport.core.errors import InvalidArgument
 from modelport.security.listeners import TlsFiles, check_exposure
 from modelport.serving.app import ServingApp, build_app
 from modelport.serving.config import ServeConfig
+from modelport.serving.manager import VersionSource
 
 log = logging.getLogger("modelport.serving")
 
@@ -107,11 +108,12 @@ async def run_server(
     on_ready: Callable[[RunningServer], None] | None = None,
     shutdown_delay_s: float = 0.0,
     install_signals: bool = True,
+    source: Callable[[], VersionSource] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``RunningServer.stop()``), then shut down gracefully."""
     check_exposure(config.host, auth_enabled=settings.auth_enabled, insecure=config.insecure)
     tls = TlsFiles.from_settings(settings)
-    app = await build_app(settings, config)
+    app = await build_app(settings, config, source() if source is not None else None)
     _tune_gc()
     sock = bind_socket(config.host, config.http_port, reuse_port)
     server = _uvicorn_server(app, sock, tls)
@@ -169,8 +171,17 @@ async def run_server(
         sock.close()
 
 
-def _worker(settings: Settings, config: ServeConfig, shutdown_delay_s: float) -> None:
-    _run_loop(run_server(settings, config, reuse_port=True, shutdown_delay_s=shutdown_delay_s))
+def _worker(
+    settings: Settings,
+    config: ServeConfig,
+    shutdown_delay_s: float,
+    source: Callable[[], VersionSource] | None,
+) -> None:
+    _run_loop(
+        run_server(
+            settings, config, reuse_port=True, shutdown_delay_s=shutdown_delay_s, source=source
+        )
+    )
 
 
 def _run_loop(coro: Any) -> None:
@@ -182,16 +193,25 @@ def _run_loop(coro: Any) -> None:
         asyncio.run(coro)
 
 
-def serve_forever(settings: Settings, config: ServeConfig, shutdown_delay_s: float = 0.0) -> None:
-    """Run the server in this process, or ``config.workers`` processes sharing the ports."""
+def serve_forever(
+    settings: Settings,
+    config: ServeConfig,
+    shutdown_delay_s: float = 0.0,
+    source: Callable[[], VersionSource] | None = None,
+) -> None:
+    """Run the server in this process, or ``config.workers`` processes sharing the ports.
+
+    ``source`` builds what versions are read from (default: the registry of
+    ``settings``); it must be picklable when ``workers`` > 1.
+    """
     if config.workers == 1:
-        _run_loop(run_server(settings, config, shutdown_delay_s=shutdown_delay_s))
+        _run_loop(run_server(settings, config, shutdown_delay_s=shutdown_delay_s, source=source))
         return
     if config.http_port == 0 or config.grpc_port == 0:
         raise InvalidArgument("--workers > 1 needs fixed ports (not 0)")
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(settings, config, shutdown_delay_s), daemon=False)
+        ctx.Process(target=_worker, args=(settings, config, shutdown_delay_s, source), daemon=False)
         for _ in range(config.workers)
     ]
     for p in procs:
