@@ -116,6 +116,4 @@ def test_signing_keys_sign_and_verify_an_export(home: Path, iris_onnx: Path, tmp
     assert oct(master.stat().st_mode & 0o777) == "0o600"
     assert mp(home, "keys", "create-master-key", str(master)).returncode == 4
     actions = [e["action"] for e in json.loads(mp(home, "audit", "show", "--json").stdout)]
-    assert actions == [
-        "model.register", "signing-key.create", "version.sign", "master-key.create"
-    ]
+    assert actions == ["model.register", "signing-key.create", "version.sign", "master-key.create"]
