@@ -29,7 +29,7 @@ _EXPORTS = {
     "ModelSignature": "modelport.core.types",
     "TensorSpec": "modelport.core.types",
     "ModelportError": "modelport.core.errors",
-    "register": "modelport.registry.service",
+    "register": "modelport.registry.api",
 }
 
 __all__ = [
@@ -49,8 +49,9 @@ if TYPE_CHECKING:
     from modelport.core.config import Settings
     from modelport.core.errors import ModelportError
     from modelport.core.types import ModelRef, ModelSignature, TensorSpec
+    from modelport.registry.api import register
     from modelport.registry.records import Lineage, ModelVersion
-    from modelport.registry.service import Registry, register
+    from modelport.registry.service import Registry
 
 
 def __getattr__(name: str) -> Any:

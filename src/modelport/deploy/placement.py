@@ -93,7 +93,7 @@ def solve(
     blockers = explain.precheck(problem)
     if blockers:
         return _empty(problem, "infeasible", greedy, explain.summarise(blockers), clock, info)
-    units = cpsat.units(problem)
+    units = cpsat.node_groups(problem)
     info["groups"] = sum(1 for u in units if len(u) > 1)
     start = _counts(problem, greedy.placements)
     b, s, status = _solve_units(problem, units, start, clock.left() * 0.6, workers, seed, gap_limit)

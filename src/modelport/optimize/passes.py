@@ -83,15 +83,12 @@ class Pass(Protocol):
     @property
     def name(self) -> str:
         """The pass's command-line name (``quantize``, ``prune``, …)."""
-        ...
 
     def apply(self, src: Path, ctx: PassContext) -> PassResult:
         """Write the optimized model to ``ctx.new_path(...)`` and describe what changed."""
-        ...
 
     def describe(self) -> str:
         """A short human label, e.g. ``quantize dynamic``."""
-        ...
 
 
 def pass_params(p: Pass) -> dict[str, Any]:

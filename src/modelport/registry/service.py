@@ -573,34 +573,3 @@ def _to_record(row: VersionRow) -> ModelVersion:
         manifest_digest=row.manifest_digest,
         aliases=tuple(sorted(a.alias for a in row.model.aliases if a.version == row.version)),
     )
-
-
-def register(
-    model: Any,
-    name: str,
-    *,
-    sample_input: Any = None,
-    registry: Registry | None = None,
-    settings: Settings | None = None,
-    **options: Any,
-) -> ModelVersion:
-    """Register a model — a live object or a file/directory path — as the next version.
-
-    Uses ``registry`` if given, else the one ``settings`` (default: the environment)
-    describe. Other keyword arguments go to :meth:`Registry.register` or
-    :meth:`Registry.register_object` (``description``, ``tags``, ``trust`` …).
-
-    Example:
-        >>> import modelport
-        >>> v = modelport.register(pipe, name="cancer", sample_input=X[:10])  # doctest: +SKIP
-        >>> v.ref, v.framework                                              # doctest: +SKIP
-        ('cancer:1', 'sklearn')
-    """
-    reg = registry or Registry.from_settings(settings or Settings())
-    try:
-        if isinstance(model, str | os.PathLike):
-            return reg.register(model, name, sample_input=sample_input, **options)
-        return reg.register_object(model, name, sample_input=sample_input, **options)
-    finally:
-        if registry is None:
-            reg.close()

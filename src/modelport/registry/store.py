@@ -67,13 +67,11 @@ class ArtifactStore(Protocol):
 
     def put(self, src: Path, digest: str, progress: Progress | None = None) -> bool:
         """Store ``src`` under ``digest``; verify the bytes hash to it. True if newly written."""
-        ...
 
     def exists(self, digest: str) -> bool: ...
 
     def fetch(self, digest: str, dest: Path) -> None:
         """Copy the blob to ``dest`` (which must not exist), verifying its digest."""
-        ...
 
     def read_bytes(self, digest: str) -> bytes: ...
 
@@ -83,11 +81,9 @@ class ArtifactStore(Protocol):
 
     def verify(self, digest: str) -> bool:
         """Re-hash the stored blob; False if it no longer matches its name."""
-        ...
 
     def clean_temp(self, older_than: float) -> int:
         """Remove leftovers of interrupted writes older than ``older_than`` seconds."""
-        ...
 
 
 def _fsync_dir(path: Path) -> None:

@@ -72,7 +72,6 @@ class ModelFormat(Protocol):
 
     def sniff(self, path: Path) -> bool:
         """True when ``path`` holds this format, judged by content, cheaply."""
-        ...
 
     def inspect(
         self,
@@ -86,11 +85,9 @@ class ModelFormat(Protocol):
         Raises InvalidModel if it is broken; formats that would run code on load
         (pickle) refuse unless ``trust``.
         """
-        ...
 
     def load(self, spec: LoadSpec, options: RuntimeOptions) -> Runtime:
         """Load a stored version for inference."""
-        ...
 
 
 class Runtime(Protocol):
