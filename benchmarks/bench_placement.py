@@ -3,12 +3,13 @@
 Fleets mix cloud instance types (prices and shapes like common on-demand offerings) in
 three regions with edge boxes at client sites; deployments have demand at one or two
 sites, latency objectives, edge-bound models, GPU-labelled models and spread replicas.
-"tight" instances have large models (a third to most of a small node's memory), where
-packing decides the cost.
+In "tight" instances the replicas' memory fills about 60% of the cloud's (30% otherwise),
+with models of uneven sizes, so packing decides the cost.
 
-Prints, per instance: solve time, status, proven gap, solver cost, greedy cost and the
-saving, side by side. Targets (issue): 500 models × 100 nodes within 60 s with a gap
-under 2%, and at least 10% cheaper than greedy on tight-memory instances.
+Prints, per instance: solve time, status, proven gap, solver cost and bound, and two
+greedy baselines with the saving against each, side by side. Targets (issue): 500 models
+× 100 nodes within 60 s with a gap under 2%, and at least 10% cheaper than greedy on
+tight-memory instances.
 
 Run: python -m benchmarks placement  (MODELPORT_BENCH_PLACEMENT_QUICK=1 for 20×10 only;
 MODELPORT_BENCH_PLACEMENT_LIMIT=S for another time limit than 60 s).
@@ -20,6 +21,7 @@ import os
 import random
 import time
 
+from modelport.deploy.greedy import greedy_place
 from modelport.deploy.model import Constraints, Deployment, Node, Problem, ReplicaProfile, Site
 from modelport.deploy.placement import solve
 
@@ -135,44 +137,57 @@ INSTANCES = [
 ]
 
 
+def _saving(cost: float | None, greedy: float | None) -> str:
+    if cost is None or not greedy:
+        return "-"
+    return f"{100 * (greedy - cost) / greedy:.1f}"
+
+
 def main() -> None:
     quick = os.environ.get("MODELPORT_BENCH_PLACEMENT_QUICK") == "1"
     limit = float(os.environ.get("MODELPORT_BENCH_PLACEMENT_LIMIT", "60"))
     rows = []
     header = (
-        f"{'instance':<22}{'status':<10}{'time s':>8}{'gap %':>8}{'cost/h':>10}"
-        f"{'greedy/h':>10}{'saving %':>10}{'lat ms':>8}"
+        f"{'instance':<16}{'status':<10}{'time s':>7}{'gap %':>7}{'cost/h':>9}{'bound/h':>9}"
+        f"{'greedy':>9}{'saving%':>8}{'largest':>9}{'saving%':>8}{'lat ms':>7}"
     )
+    print("greedy: first-fit decreasing, opening the cheapest node per GiB first (the plan's")
+    print("baseline); largest: the same opening the largest node first (cost-blind, as")
+    print("capacity-based schedulers rank servers). lat: request-weighted network latency.")
     print(header)
     print("-" * len(header))
     for n_models, n_nodes, tight in INSTANCES[:2] if quick else INSTANCES:
         problem = generate(n_models, n_nodes, tight=tight)
+        largest = greedy_place(problem, "largest").cost
         t0 = time.perf_counter()
         plan = solve(problem, time_limit=limit)
         took = time.perf_counter() - t0
         g = plan.greedy.cost if plan.greedy else None
-        saving = (
-            f"{100 * (g - plan.cost) / g:.1f}" if g and plan.cost is not None and g > 0 else "-"
-        )
         label = f"{n_models}x{n_nodes}{' tight' if tight else ''}"
+
+        def money(x: float | None) -> str:
+            return f"{x:.2f}" if x is not None else "fails"
+
         gap = f"{100 * plan.gap:.2f}" if plan.gap is not None else "-"
-        cost = f"{plan.cost:.2f}" if plan.cost is not None else "-"
-        greedy = f"{g:.2f}" if g is not None else "fails"
         lat = f"{plan.mean_latency_ms:.1f}" if plan.mean_latency_ms is not None else "-"
         print(
-            f"{label:<22}{plan.status:<10}{took:>8.1f}{gap:>8}{cost:>10}{greedy:>10}"
-            f"{saving:>10}{lat:>8}",
+            f"{label:<16}{plan.status:<10}{took:>7.1f}{gap:>7}{money(plan.cost):>9}"
+            f"{money(plan.bound):>9}{money(g):>9}{_saving(plan.cost, g):>8}"
+            f"{money(largest):>9}{_saving(plan.cost, largest):>8}{lat:>7}",
             flush=True,
         )
-        rows.append((label, plan.status, took, plan.gap, plan.cost, g))
-    big = [r for r in rows if r[0].startswith("500x100")]
-    for label, _status, took, gap, _cost, _g in big:
-        ok = took <= limit + 5 and gap is not None and gap < 0.02
-        print(f"target 500x100 in 60 s, gap < 2% ({label}): {'met' if ok else 'NOT met'}")
-    for label, _status, _took, _gap, cost, g in rows:
-        if "tight" in label and cost is not None and g:
-            ok = (g - cost) / g >= 0.10
-            print(f"target >= 10% cheaper than greedy ({label}): {'met' if ok else 'NOT met'}")
+        rows.append((label, took, plan.gap, plan.cost, g, largest))
+    for label, took, gap, _cost, _g, _l in rows:
+        if label.startswith("500x100"):
+            ok = took <= limit + 5 and gap is not None and gap < 0.02
+            print(f"target 500x100 within 60 s, gap < 2% ({label}): {'met' if ok else 'NOT met'}")
+    for label, _took, _gap, cost, g, largest in rows:
+        if "tight" in label and cost is not None:
+            for name, base in (("greedy", g), ("largest", largest)):
+                if base:
+                    ok = (base - cost) / base >= 0.10
+                    verdict = "met" if ok else "NOT met"
+                    print(f"target >= 10% cheaper than {name} ({label}): {verdict}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from modelport.core.errors import InvalidArgument
 from modelport.deploy.model import EPS, Deployment, Node, Problem
 from modelport.deploy.plan import Baseline, Placement, placement_cost
 
@@ -36,22 +37,34 @@ class _Free:
     hosted: dict[str, int] = field(default_factory=dict)
 
 
-def node_order(problem: Problem) -> list[int]:
-    """Unused nodes are opened cheapest per GiB of memory first (then larger first)."""
+#: How unused nodes are ranked when one must be opened.
+NODE_ORDERS = ("cheapest", "largest")
+
+
+def node_order(problem: Problem, order: str = "cheapest") -> list[int]:
+    """Node indexes in the order unused nodes are opened: ``cheapest`` per GiB of memory
+    first (then larger first), or ``largest`` memory first, as capacity-based
+    schedulers rank servers (cost-blind)."""
+    if order not in NODE_ORDERS:
+        raise InvalidArgument(f"node order must be one of {NODE_ORDERS}")
+    nodes = problem.nodes
+    if order == "largest":
+        return sorted(range(len(nodes)), key=lambda i: (-nodes[i].memory_mb, -nodes[i].cpu, i))
     return sorted(
-        range(len(problem.nodes)),
+        range(len(nodes)),
         key=lambda i: (
-            problem.nodes[i].cost_per_hour / problem.nodes[i].memory_mb,
-            -problem.nodes[i].memory_mb,
-            problem.nodes[i].name,
+            nodes[i].cost_per_hour / nodes[i].memory_mb,
+            -nodes[i].memory_mb,
+            nodes[i].name,
         ),
     )
 
 
-def greedy_place(problem: Problem) -> Baseline:
+def greedy_place(problem: Problem, order: str = "cheapest") -> Baseline:
     """Place every deployment first-fit decreasing; ``status`` is ``feasible`` or
-    ``infeasible`` (with the first deployment it could not finish as ``reason``)."""
-    g = _Greedy(problem)
+    ``infeasible`` (with the first deployment it could not finish as ``reason``).
+    ``order`` ranks the nodes to open (:func:`node_order`)."""
+    g = _Greedy(problem, order)
     for di in _order(problem, range(len(problem.deployments))):
         why = g.place(di)
         if why:
@@ -96,11 +109,11 @@ def _order(problem: Problem, indexes: Iterable[int]) -> list[int]:
 class _Greedy:
     """Free capacity per node, nodes in use (in opening order) and the replicas so far."""
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, order: str = "cheapest") -> None:
         self.problem = problem
         self.free = [_Free(n.cpu, n.memory_mb, n.accelerators) for n in problem.nodes]
         self.opened: list[int] = []
-        self.closed = node_order(problem)
+        self.closed = node_order(problem, order)
         self.replicas: dict[tuple[int, int], int] = defaultdict(int)
         self.serves: dict[tuple[int, int], dict[str, float]] = defaultdict(
             lambda: defaultdict(float)

@@ -93,7 +93,7 @@ def solve(
     blockers = explain.precheck(problem)
     if blockers:
         return _empty(problem, "infeasible", greedy, explain.summarise(blockers), clock, info)
-    units = cpsat.node_groups(problem)
+    units = cpsat.units(problem)
     info["groups"] = sum(1 for u in units if len(u) > 1)
     start = _counts(problem, greedy.placements)
     b, s, status = _solve_units(problem, units, start, clock.left() * 0.6, workers, seed, gap_limit)
@@ -123,8 +123,26 @@ def solve(
         if done is not None and (best is None or _cost(problem, done) < _cost(problem, best)):
             best = done
         info["rounds"] = round_ + 1
-        if not crowded or (best and _cost(problem, best) <= bound) or clock.left() < 1.0:
+        if (best and _cost(problem, best) <= bound) or clock.left() < 1.0:
             break
+        if not crowded:
+            if status == cp.OPTIMAL or clock.left() < 3.0:
+                break
+            # Packed without loss but not proven: keep searching from the best plan.
+            b, s, status = _solve_units(
+                problem,
+                b.units,
+                best or counts,
+                clock.left() * 0.8,
+                workers,
+                seed,
+                margined=margined,
+            )
+            if status not in (cp.OPTIMAL, cp.FEASIBLE):
+                break
+            if not margined:
+                bound = max(bound, _bound(b, s, status))
+            continue
         # Groups that could not be packed: small nodes are modelled one by one, large
         # ones keep room for their largest replica on each node; then solve again.
         units = [u for k, u in enumerate(b.units) if k not in crowded]
