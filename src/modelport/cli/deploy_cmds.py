@@ -299,7 +299,7 @@ def deploy_plan(
 def _print_plan(plan: Plan, out: Path | None) -> None:
     if plan.status in ("infeasible", "unknown"):
         typer.echo(f"status: {plan.status}")
-        if plan.explanation:
+        if plan.explanation and plan.status == "unknown":  # infeasible: the error says why
             typer.echo(str(plan.explanation))
         return
     g = plan.greedy

@@ -265,16 +265,21 @@ def describe_conflict(problem: Problem, names: Sequence[str]) -> Explanation:
         Blocker(
             d.name,
             constraint,
-            f"cannot be placed together with {listed}: {detail}",
+            (
+                f"cannot be placed together with {', '.join(sorted(set(need) - {d.name}))}: "
+                if len(need) > 1
+                else "cannot be placed: "
+            )
+            + detail,
             hint,
             tuple(n.name for n in problem_candidates(problem, d)),
             tuple(sorted(set(need) - {d.name})),
         )
         for d in sorted(deps, key=lambda d: d.name)
     )
+    shown = listed if len(need) <= 8 else ", ".join(sorted(need)[:8]) + f" and {len(need) - 8} more"
     summary = (
-        f"infeasible: {len(deps)} deployment(s) ({listed}) compete for the same nodes "
-        f"({constraint})"
+        f"infeasible: {len(deps)} deployment(s) ({shown}) compete for the same nodes ({constraint})"
     )
     return Explanation(summary, blockers)
 
