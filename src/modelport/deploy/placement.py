@@ -123,7 +123,9 @@ def solve(
         if done is not None and (best is None or _cost(problem, done) < _cost(problem, best)):
             best = done
         info["rounds"] = round_ + 1
-        if (best and _cost(problem, best) <= bound) or clock.left() < 1.0:
+        if best and _cost(problem, best) - bound <= gap_limit * _cost(problem, best):
+            break  # proven optimal, or within the gap asked for
+        if clock.left() < 1.0:
             break
         if not crowded:
             if status == cp.OPTIMAL or clock.left() < 3.0:
@@ -136,6 +138,7 @@ def solve(
                 clock.left() * 0.8,
                 workers,
                 seed,
+                gap_limit,
                 margined=margined,
             )
             if status not in (cp.OPTIMAL, cp.FEASIBLE):
@@ -154,7 +157,7 @@ def solve(
                 units += [[i] for i in b.units[k]]
         hint = best or {key: r for key, r in counts.items() if key[0] not in loose}
         b, s, status = _solve_units(
-            problem, units, hint, clock.left() * 0.6, workers, seed, margined=margined
+            problem, units, hint, clock.left() * 0.6, workers, seed, gap_limit, margined=margined
         )
         if status not in (cp.OPTIMAL, cp.FEASIBLE):
             break
