@@ -108,3 +108,42 @@ def test_tampered_package_is_refused(tmp_path: Path):
     assert r.returncode == 11
     assert "digest" in r.stderr
     assert not list((tmp_path / "elsewhere" / "packages").glob("[!.]*"))
+
+
+def test_serve_an_extracted_package_directory(tmp_path: Path):
+    """The Dockerfile serves the package directory it baked in, verified in place."""
+    build = Settings(home=tmp_path / "build")
+    reg = Registry.from_settings(build)
+    reg.register(train_iris_onnx(tmp_path / "a.onnx"), "iris")
+    reg.close()
+    pkg = tmp_path / "iris.tar.gz"
+    env = {**os.environ, "MODELPORT_HOME": str(build.home)}
+    r = subprocess.run(
+        [sys.executable, "-m", "modelport.cli", "package", "iris:1", "--out", str(pkg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    extracted = tmp_path / "extracted"
+    r = subprocess.run(
+        [sys.executable, "-m", "modelport.cli", "unpack", str(pkg), "--out", str(extracted)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    elsewhere = Settings(home=tmp_path / "elsewhere")
+    proc, url, _ = start_process_server(elsewhere, "--package", str(extracted), "--no-grpc")
+    try:
+        body = {
+            "inputs": [
+                {"name": "X", "shape": [3, 4], "datatype": "FP32", "data": IRIS_X.ravel().tolist()}
+            ]
+        }
+        assert httpx.post(url + "/v2/models/iris/infer", json=body).status_code == 200
+    finally:
+        code, output = stop_process(proc)
+    assert code == 0, output

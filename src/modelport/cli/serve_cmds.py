@@ -123,7 +123,8 @@ def serve(
 
 
 def _package_source(package: Path, settings: Settings) -> Any:
-    """Extract (once, by content digest) and verify a package; a picklable source factory."""
+    """Extract (once, by content digest) and verify a package, or verify an extracted
+    package directory in place; return a picklable source factory."""
     import functools
     import hashlib
     import shutil
@@ -132,6 +133,10 @@ def _package_source(package: Path, settings: Settings) -> Any:
     from modelport.deploy.package import open_package
     from modelport.deploy.package_source import package_source
 
+    if package.is_dir():  # an extracted package (as in the Dockerfile): verified in place
+        package_source(str(package))  # fail now, with a clear error, not in every worker
+        typer.echo(f"serving the package in {package}", err=True)
+        return functools.partial(package_source, str(package))
     if not package.is_file():
         raise NotFound(f"no such package: {package}")
     h = hashlib.sha256()
