@@ -98,3 +98,32 @@ def test_non_loopback_listener_needs_auth_or_insecure(tmp_path):
         assert httpx.post(url + "/v2/models/iris/infer", json=BODY).status_code == 200
     finally:
         stop_process(proc)
+
+
+def test_scoped_keys_only_see_their_models_in_listings(tmp_path):
+    settings = Settings(home=tmp_path / "home")
+    reg = Registry.from_settings(settings)
+    reg.register(train_iris_onnx(tmp_path / "a.onnx"), "iris")
+    reg.register(train_iris_onnx(tmp_path / "b.onnx", 1), "other")
+    reg.close()
+    scoped = json.loads(
+        cli(
+            settings, "auth", "create-key", "--role", "deployer", "--models", "iris*", "--json"
+        ).stdout
+    )["key"]
+    full = json.loads(cli(settings, "auth", "create-key", "--role", "deployer", "--json").stdout)[
+        "key"
+    ]
+    proc, url, _ = start_process_server(settings, "iris", "other", "--auth", "--no-grpc")
+    try:
+
+        def listing(key: str) -> tuple[list[str], list[str]]:
+            h = {"Authorization": f"Bearer {key}"}
+            models = httpx.get(url + "/v2/models", headers=h).json()["models"]
+            index = httpx.post(url + "/v2/repository/index", headers=h, json={}).json()
+            return models, sorted(m["name"] for m in index)
+
+        assert listing(scoped) == (["iris"], ["iris"])
+        assert listing(full) == (["iris", "other"], ["iris", "other"])
+    finally:
+        stop_process(proc)

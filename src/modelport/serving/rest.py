@@ -195,7 +195,7 @@ class RestApp:
         parts = path.strip("/").split("/")
         head = parts[0]
         if head == "v2":
-            return await self._v2(method, parts[1:], headers, receive)
+            return await self._v2(method, parts[1:], headers, receive, _visible(scope))
         if head == "v1" and len(parts) >= 3 and parts[1] == "models":
             return await self._tfs(method, parts[2:], headers, receive)
         if method == "GET" and path == "/metrics" and self.metrics is not None:
@@ -208,7 +208,12 @@ class RestApp:
         raise HttpError(404, "Not Found")
 
     async def _v2(
-        self, method: str, parts: list[str], headers: dict[bytes, bytes], receive: Receive
+        self,
+        method: str,
+        parts: list[str],
+        headers: dict[bytes, bytes],
+        receive: Receive,
+        visible: Callable[[str], bool],
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         dp = self.dp
         n = len(parts)
@@ -224,12 +229,12 @@ class RestApp:
                 ok = dp.ready()
                 return _json({"ready": ok}, 200 if ok else 503)
         if parts[0] == "repository":
-            return await self._repository(method, parts[1:], headers, receive)
+            return await self._repository(method, parts[1:], headers, receive, visible)
         if parts[0] != "models":
             raise HttpError(404, "Not Found")
         if n == 1:
             _need(method, "GET")
-            return _json({"models": sorted(dp.manager.models)})
+            return _json({"models": sorted(m for m in dp.manager.models if visible(m))})
         if n == 2 and parts[1] == "stats":
             _need(method, "GET")
             return _json(dp.statistics())
@@ -286,7 +291,12 @@ class RestApp:
         raise HttpError(404, "Not Found")
 
     async def _repository(
-        self, method: str, parts: list[str], headers: dict[bytes, bytes], receive: Receive
+        self,
+        method: str,
+        parts: list[str],
+        headers: dict[bytes, bytes],
+        receive: Receive,
+        visible: Callable[[str], bool],
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         _need(method, "POST")
         if len(parts) >= 2 and parts[0] == "models":
@@ -294,7 +304,8 @@ class RestApp:
         body = await self._read_body(headers, receive)
         params = _loads_object(body) if body.strip() else {}
         if parts == ["index"]:
-            return _json(self.dp.repository_index(bool(params.get("ready", False))))
+            index = self.dp.repository_index(bool(params.get("ready", False)))
+            return _json([m for m in index if visible(m["name"])])
         if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
             name = _name(parts[1])
             extra = params.get("parameters") or {}
@@ -350,6 +361,16 @@ class RestApp:
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _everything(_name: str) -> bool:
+    return True
+
+
+def _visible(scope: Scope) -> Callable[[str], bool]:
+    """Which model names the caller may see (a key scoped to ``iris*`` sees only those)."""
+    principal = scope.get("modelport.principal")
+    return _everything if principal is None else principal.may_access  # type: ignore[no-any-return]
 
 
 def _json(data: Any, status: int = 200) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
