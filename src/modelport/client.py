@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -26,8 +25,8 @@ from modelport.core.errors import (
     Unavailable,
 )
 from modelport.core.types import InferenceRequest
-from modelport.protocol.dtypes import array_from_buffer, datatype_of, numpy_dtype
-from modelport.protocol.v2 import encode_request
+from modelport.protocol.dtypes import datatype_of, numpy_dtype
+from modelport.protocol.v2 import decode_response, encode_request
 
 _BY_STATUS: dict[int, type[ModelportError]] = {
     400: InvalidArgument,
@@ -114,7 +113,8 @@ class Client:
                 self._model_path(model, version) + "/infer", content=body, headers=headers
             )
         )
-        return _decode_response(resp.content, resp.headers.get("inference-header-content-length"))
+        hlen = resp.headers.get("inference-header-content-length")
+        return decode_response(resp.content, int(hlen) if hlen else None).outputs
 
     def _arrays(
         self, model: str, version: str | None, inputs: dict[str, Any] | np.ndarray | list[Any]
@@ -147,22 +147,3 @@ class Client:
     def repository_index(self) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self._check(self._http.post("/v2/repository/index")).json()
         return data
-
-
-def _decode_response(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
-    hlen = int(header_length) if header_length else len(body)
-    header = json.loads(body[:hlen])
-    pos = hlen
-    out = {}
-    for o in header["outputs"]:
-        size = (o.get("parameters") or {}).get("binary_data_size")
-        if size is not None:
-            out[o["name"]] = array_from_buffer(
-                body[pos : pos + size], o["datatype"], o["shape"], o["name"]
-            )
-            pos += size
-        else:
-            data = o["data"]
-            arr = np.array(data, dtype=object if o["datatype"] == "BYTES" else None)
-            out[o["name"]] = arr.reshape(o["shape"])
-    return out
