@@ -186,15 +186,20 @@ class RequestMetrics:
         total_ns: int,
         queue_ns: int | None = None,
         compute_ns: int | None = None,
+        batch_rows: int = 0,
     ) -> None:
         """Count one answered request: HTTP-style status ``code`` and its durations.
 
         ``queue_ns``/``compute_ns`` are None when the request never reached the model
         (rejected, invalid); it then counts in the request counter and end-to-end
-        histogram only.
+        histogram only. ``batch_rows`` > 0 also counts the request's own model
+        execution of that many rows (``modelport_batch_size``; unbatched models).
         """
         owner = self.owner
         with owner.lock:
+            if batch_rows:
+                owner.batch[bisect_left(BATCH_BUCKETS, batch_rows)] += 1
+                owner.batch_sum += batch_rows
             codes = self.codes
             codes[code] = codes.get(code, 0) + 1
             self.total[bisect_left(_BOUNDS_NS, total_ns)] += 1

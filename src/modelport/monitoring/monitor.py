@@ -116,13 +116,15 @@ class VersionMonitor:
         total_ns: int,
         queue_ns: int | None = None,
         compute_ns: int | None = None,
+        batch_rows: int = 0,
     ) -> None:
         """Account one finished request; ``outputs`` None when it failed.
 
         ``outputs`` must be the model's full outputs (before a client's selection of
         outputs), so the prediction output is there for drift and feedback.
+        ``batch_rows``: see :meth:`RequestMetrics.observe`.
         """
-        counters.observe(code, total_ns, queue_ns, compute_ns)
+        counters.observe(code, total_ns, queue_ns, compute_ns, batch_rows)
         if outputs is None or not self.enabled:
             return
         name = self._prediction

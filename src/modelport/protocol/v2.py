@@ -27,6 +27,7 @@ from modelport.core.types import (
 from modelport.protocol import jsonio
 from modelport.protocol.dtypes import (
     ITEM_SIZES,
+    NUMPY_DTYPES,
     array_from_buffer,
     array_to_bytes,
     datatype_of,
@@ -234,11 +235,16 @@ def encode_response(
         >>> body[-56:], header_length, content_type
         (b'"name":"y","datatype":"FP32","shape":[1],"data":[1.5]}]}', None, 'application/json')
     """
-    wanted = select_outputs(response, request)
     default_binary = request.binary_output if request is not None else False
     chunks: list[bytes | memoryview] = []
     entries: list[dict[str, Any]] = []
-    for name, array, ro in wanted:
+    if request is None or request.outputs is None:
+        plain = _plain_outputs(response.outputs, default_binary, entries, chunks)
+        if plain:
+            return _finish(response, entries, chunks)
+        chunks.clear()
+        entries.clear()
+    for name, array, ro in select_outputs(response, request):
         if ro is not None and ro.classification > 0:
             array = classify(array, ro.classification, f"output {name!r}")
         binary = ro.binary if ro is not None and ro.binary is not None else default_binary
@@ -253,6 +259,49 @@ def encode_response(
         else:
             entry["data"] = array_to_json(array)
         entries.append(entry)
+    return _finish(response, entries, chunks)
+
+
+def _plain_outputs(
+    outputs: dict[str, np.ndarray],
+    binary: bool,
+    entries: list[dict[str, Any]],
+    chunks: list[bytes | memoryview],
+) -> bool:
+    """Fill ``entries``/``chunks`` for all outputs when each is a contiguous,
+    little-endian numeric array (the common answer); False when one is not."""
+    for name, array in outputs.items():
+        datatype = _PLAIN_DATATYPES.get(array.dtype)
+        if datatype is None or not array.flags.c_contiguous:
+            return False
+        if binary:
+            raw = array.data.cast("B") if array.ndim else array.tobytes()
+            entries.append(
+                {
+                    "name": name,
+                    "datatype": datatype,
+                    "shape": list(array.shape),
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            )
+            chunks.append(raw)
+        else:
+            entries.append(
+                {
+                    "name": name,
+                    "datatype": datatype,
+                    "shape": list(array.shape),
+                    "data": array.reshape(-1),
+                }
+            )
+    return True
+
+
+def _finish(
+    response: InferenceResponse,
+    entries: list[dict[str, Any]],
+    chunks: list[bytes | memoryview],
+) -> tuple[bytes, int | None, str]:
     head: dict[str, Any] = {"model_name": response.model_name}
     if response.model_version:
         head["model_version"] = response.model_version
@@ -265,6 +314,25 @@ def encode_response(
     if not chunks:
         return head_json, None, JSON_CONTENT_TYPE
     return b"".join([head_json, *chunks]), len(head_json), BINARY_CONTENT_TYPE
+
+
+# numeric outputs written as they are: JSON numbers or raw little-endian bytes
+_PLAIN_DATATYPES: dict[np.dtype[Any], str] = {
+    NUMPY_DTYPES[t]: t
+    for t in (
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP32",
+        "FP64",
+    )
+}
 
 
 def _name(value: Any, what: str) -> str:

@@ -136,17 +136,26 @@ class DataPlane:
         *,
         timeout_s: float | None = None,
         protocol: str = "rest",
+        loaded: LoadedVersion | None = None,
+        validated: bool = False,
     ) -> InferenceResponse:
-        """Validate and run one request; errors are ModelportError subclasses."""
+        """Validate and run one request; errors are ModelportError subclasses.
+
+        ``loaded`` is the version an adapter resolved just before (with no ``await``
+        since), and ``validated`` says its request came from that version's compiled
+        decoder, which validates as it decodes.
+        """
         t0 = time.perf_counter_ns()
-        loaded = self.manager.resolve(name, version)
+        if loaded is None:
+            loaded = self.manager.resolve(name, version)
         if request.id is None:  # every answer carries an id, for feedback
             request.id = f"{self._id_prefix}{next(self._ids):x}"
         timing: Timing | None = None
         loaded.inflight += 1  # before any await: a version swap waits for this request
         self.inflight += 1
         try:
-            request = loaded.validate(request)  # once, before any model code
+            if not validated:
+                request = loaded.validate(request)  # once, before any model code
             executor = loaded.executor
             if loaded.run_inline:
                 # a microsecond model: no coroutine, no task, no timer
@@ -196,8 +205,6 @@ class DataPlane:
         loaded.stats.record_success(total, queue_ns, compute_ns, rows, batched)
         vm = loaded.monitor
         if vm is not None:
-            if not batched:
-                vm.metrics.observe_batch(rows)
             vm.observe(
                 loaded.counters[protocol],
                 request.id,
@@ -207,6 +214,7 @@ class DataPlane:
                 total,
                 queue_ns,
                 compute_ns,
+                0 if batched else rows,  # batched executions are counted by the batcher
             )
         return response
 

@@ -31,6 +31,7 @@ from modelport.core.types import DATATYPES, InferenceRequest, ModelRef, ModelSig
 from modelport.monitoring.metrics import RequestMetrics, resident_bytes
 from modelport.monitoring.monitor import Monitor, VersionMonitor
 from modelport.protocol.dtypes import BF16_DTYPE
+from modelport.protocol.v2_compiled import Decoder, compile_decoder
 from modelport.protocol.validate import compile_validator
 from modelport.registry import AliasInfo, ModelSummary, ModelVersion
 from modelport.runtimes import LoadSpec, Runtime, RuntimeOptions, load_runtime
@@ -85,12 +86,15 @@ class LoadedVersion:
     counters: dict[str, RequestMetrics] = field(default_factory=dict)  # by protocol
     timeout_s: float | None = None  # per-model request timeout (serve config)
     validate: Callable[[InferenceRequest], InferenceRequest] = field(init=False, repr=False)
+    # decodes-and-validates the common V2 request in one pass (None: the general path)
+    decode_v2: Decoder = field(init=False, repr=False)
 
     version_str: str = field(init=False, repr=False)
     run_inline: bool = field(init=False, repr=False)  # no batching and an inline model
 
     def __post_init__(self) -> None:
         self.validate = compile_validator(self.signature)
+        self.decode_v2 = compile_decoder(self.signature)
         self.version_str = str(self.record.version)
         self.run_inline = self.executor.inline and not self.batching.enabled
 

@@ -48,6 +48,13 @@ ALLOWED_BODY_TYPES = {
 }
 
 
+_MAX_ROUTES = 4096  # infer paths remembered (a bound: paths come from clients)
+_CONTENT_TYPES = {
+    v2.JSON_CONTENT_TYPE: v2.JSON_CONTENT_TYPE.encode(),
+    v2.BINARY_CONTENT_TYPE: v2.BINARY_CONTENT_TYPE.encode(),
+}
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -75,6 +82,8 @@ class RestApp:
         self.max_body = max_body_bytes
         self.metrics = metrics
         self._openapi = orjson.dumps(openapi_document())
+        # raw paths already parsed as a served model's infer route: (name, version)
+        self._infer_routes: dict[bytes, tuple[str, str | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -184,18 +193,49 @@ class RestApp:
 
     # ---------------------------------------------------------------- routes
 
+    async def _infer(
+        self, name: str, version: str | None, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        """``POST /v2/models/{name}[/versions/{version}]/infer``: the hot path."""
+        self._check_type(headers)
+        manager = self.dp.manager
+        manager.resolve(name, version)  # unknown model: 404 before reading the body
+        body = await self._read_body(headers, receive)
+        hlen = v2.parse_header_length(headers.get(b"inference-header-content-length"), len(body))
+        # resolved again: the version may have moved while the body arrived
+        loaded = manager.resolve(name, version)
+        request = loaded.decode_v2(body, hlen)  # the common request, validated as decoded
+        validated = request is not None
+        if request is None:  # anything else, and every error, takes the general path
+            request = v2.decode_request(
+                body, hlen, signature=loaded.signature if hlen == 0 else None
+            )
+        response = await self.dp.infer(name, version, request, loaded=loaded, validated=validated)
+        out, json_len, ctype = v2.encode_response(response, request)
+        if json_len is None:
+            return 200, out, _CONTENT_TYPES.get(ctype) or ctype.encode(), []
+        return (
+            200,
+            out,
+            _CONTENT_TYPES.get(ctype) or ctype.encode(),
+            [(b"inference-header-content-length", str(json_len).encode())],
+        )
+
     async def _route(
         self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         method: str = scope["method"]
         raw = scope.get("raw_path") or scope["path"].encode()
+        route = self._infer_routes.get(raw)
+        if route is not None and method == "POST":  # a known model's infer path
+            return await self._infer(route[0], route[1], headers, receive)
         path = raw.split(b"?", 1)[0].decode("latin-1")
         if "%" in path:
             path = unquote(path)
         parts = path.strip("/").split("/")
         head = parts[0]
         if head == "v2":
-            return await self._v2(method, parts[1:], headers, receive, _visible(scope))
+            return await self._v2(method, parts[1:], headers, receive, _visible(scope), raw)
         if head == "v1" and len(parts) >= 3 and parts[1] == "models":
             return await self._tfs(method, parts[2:], headers, receive)
         if method == "GET" and path == "/metrics" and self.metrics is not None:
@@ -214,6 +254,7 @@ class RestApp:
         headers: dict[bytes, bytes],
         receive: Receive,
         visible: Callable[[str], bool],
+        raw_path: bytes,
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         dp = self.dp
         n = len(parts)
@@ -251,21 +292,9 @@ class RestApp:
             raise HttpError(404, "Not Found")
         if action == "infer":
             _need(method, "POST")
-            self._check_type(headers)
-            signature = self.dp.signature(name, version)  # unknown model: 404 before parsing
-            body = await self._read_body(headers, receive)
-            hlen = v2.parse_header_length(
-                headers.get(b"inference-header-content-length"), len(body)
-            )
-            request = v2.decode_request(body, hlen, signature=signature if hlen == 0 else None)
-            response = await dp.infer(name, version, request)
-            out, json_len, ctype = v2.encode_response(response, request)
-            extra = (
-                []
-                if json_len is None
-                else [(b"inference-header-content-length", str(json_len).encode())]
-            )
-            return 200, out, ctype.encode(), extra
+            if name in dp.manager.models and len(self._infer_routes) < _MAX_ROUTES:
+                self._infer_routes[raw_path] = (name, version)
+            return await self._infer(name, version, headers, receive)
         if action == "feedback" and dp.monitor is not None:
             _need(method, "POST")
             params = _loads_object(await self._read_body(headers, receive))
