@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from modelport.core.errors import ModelportError
@@ -58,6 +58,11 @@ from modelport.deploy.plan import (
 from modelport.deploy.routing import route
 
 Counts = dict[tuple[int, int], int]  # (deployment index, node index) -> replicas
+
+#: Share of the first round's time limit (the rest goes on from its best plan).
+FIRST_ROUND = 0.3
+#: Packing loss (share of the plan's cost) above which the exact model takes over.
+LOSS = 0.01
 
 
 class _Clock:
@@ -96,7 +101,9 @@ def solve(
     units = cpsat.units(problem)
     info["groups"] = sum(1 for u in units if len(u) > 1)
     start = _counts(problem, greedy.placements)
-    b, s, status = _solve_units(problem, units, start, clock.left() * 0.6, workers, seed, gap_limit)
+    b, s, status = _solve_units(
+        problem, units, start, clock.left() * FIRST_ROUND, workers, seed, gap_limit
+    )
     info["workers"] = int(s.parameters.num_workers)
     if status == cp.INFEASIBLE:
         why = _explain_conflict(problem, units, clock.left(), seed)
@@ -107,12 +114,11 @@ def solve(
         return _fallback(problem, greedy, s.best_objective_bound, clock, info)
     bound = _bound(b, s, status)
     best: Counts | None = None
-    margined: set[tuple[int, ...]] = set()
     for round_ in range(5):
         values = _values(b, s)
         if b.has_latency and clock.left() > 0.5:
             cost = round(s.objective_value) if b.has_cost else 0
-            values = _tie_break(b, values, cost, clock.left() * 0.15, workers, seed) or values
+            values = _tie_break(b, values, cost, clock.left() * 0.1, workers, seed) or values
         counts, loose, crowded = _unpack(problem, b, values, clock)
         done: Counts | None = counts
         if loose:
@@ -120,49 +126,32 @@ def solve(
             done = complete(problem, counts, loose) or _repair(
                 problem, counts, loose, clock, workers, seed
             )
-        if done is not None and (best is None or _cost(problem, done) < _cost(problem, best)):
-            best = done
+        best = _cheapest(problem, best, done)
         info["rounds"] = round_ + 1
         if best and _cost(problem, best) - bound <= gap_limit * _cost(problem, best):
             break  # proven optimal, or within the gap asked for
-        if clock.left() < 1.0:
+        if clock.left() < 3.0 or (status == cp.OPTIMAL and not crowded):
             break
-        if not crowded:
-            if status == cp.OPTIMAL or clock.left() < 3.0:
-                break
-            # Packed without loss but not proven: keep searching from the best plan.
-            b, s, status = _solve_units(
-                problem,
-                b.units,
-                best or counts,
-                clock.left() * 0.8,
-                workers,
-                seed,
-                gap_limit,
-                margined=margined,
-            )
-            if status not in (cp.OPTIMAL, cp.FEASIBLE):
-                break
-            if not margined:
-                bound = max(bound, _bound(b, s, status))
-            continue
-        # Groups that could not be packed: small nodes are modelled one by one, large
-        # ones keep room for their largest replica on each node; then solve again.
-        units = [u for k, u in enumerate(b.units) if k not in crowded]
-        for k in sorted(crowded):
-            if _fits_many(problem, b, k):
-                units.append(b.units[k])
-                margined.add(tuple(b.units[k]))
-            else:
-                units += [[i] for i in b.units[k]]
-        hint = best or {key: r for key, r in counts.items() if key[0] not in loose}
+        model_cost = round(s.objective_value) if b.has_cost else 0
+        if crowded and best and _cost(problem, best) - model_cost > LOSS * _cost(problem, best):
+            # Packing the groups' replicas onto their nodes cost more than LOSS: the
+            # grouped relaxation misleads here. The exact model (one unit per node)
+            # goes on from the best plan.
+            info["exact"] = True
+            units = [[i] for i in range(len(problem.nodes))]
+        # Keep searching from the best plan (a fresh model, with the time left).
         b, s, status = _solve_units(
-            problem, units, hint, clock.left() * 0.6, workers, seed, gap_limit, margined=margined
+            problem,
+            units,
+            _cheapest(problem, best, start) or counts,
+            clock.left() * 0.8,
+            workers,
+            seed,
+            gap_limit,
         )
         if status not in (cp.OPTIMAL, cp.FEASIBLE):
             break
-        if not margined:  # a model with margins is no relaxation: its bound is not one
-            bound = max(bound, _bound(b, s, status))
+        bound = max(bound, _bound(b, s, status))  # both models are relaxations or exact
     info["units"] = len(b.units)
     if start and (best is None or _cost(problem, start) < _cost(problem, best)):
         info["kept_greedy"] = True
@@ -180,42 +169,13 @@ def _solve_units(
     workers: int,
     seed: int,
     gap_limit: float = 0.0,
-    margined: Collection[tuple[int, ...]] = (),
 ) -> tuple[cpsat.Model, Any, Any]:
     b = cpsat.build(problem, units)
-    _add_margins(problem, b, {k for k, u in enumerate(b.units) if tuple(u) in margined})
     if b.has_cost:
         b.model.minimize(b.cost)
     _hint(problem, b, hint)
     s = cpsat.solver(budget, workers, seed, gap_limit)
     return b, s, s.solve(b.model)
-
-
-def _fits_many(problem: Problem, b: cpsat.Model, k: int, many: int = 8) -> bool:
-    """Each node of unit ``k`` holds ``many`` or more of its typical replica."""
-    node = problem.nodes[b.units[k][0]]
-    fits = sorted(problem.max_replicas_on(problem.deployments[d], node) for d, kk in b.x if kk == k)
-    return bool(fits) and fits[len(fits) // 2] >= many
-
-
-def _add_margins(problem: Problem, b: cpsat.Model, units: set[int]) -> None:
-    """Leave room for the largest replica on every node of these units."""
-    deps = problem.deployments
-    for k in sorted(units):
-        node = problem.nodes[b.units[k][0]]
-        items = [(problem.profile_on(deps[d], node), v) for (d, kk), v in b.x.items() if kk == k]
-        if not items:
-            continue
-        big_cpu = max(p.cpu for p, _ in items)
-        big_mem = max(p.memory_mb for p, _ in items)
-        b.model.add(
-            sum(round(p.cpu * cpsat.CPU_SCALE) * v for p, v in items)
-            <= round(max(0.0, node.cpu - big_cpu) * cpsat.CPU_SCALE) * b.u[k]
-        )
-        b.model.add(
-            sum(round(p.memory_mb) * v for p, v in items)
-            <= round(max(0.0, node.memory_mb - big_mem)) * b.u[k]
-        )
 
 
 def _bound(b: cpsat.Model, s: Any, status: Any) -> int:
@@ -333,6 +293,12 @@ def _repair(
     if s.solve(b.model) not in (cp.OPTIMAL, cp.FEASIBLE):
         return None
     return _direct(b, _values(b, s))
+
+
+def _cheapest(problem: Problem, *plans: Counts | None) -> Counts | None:
+    """The cheapest of the plans given (the first on ties); None when there are none."""
+    found = [c for c in plans if c]
+    return min(found, key=lambda c: _cost(problem, c)) if found else None
 
 
 def _cost(problem: Problem, counts: Counts) -> int:
