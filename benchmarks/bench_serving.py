@@ -37,6 +37,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.app_cost import app_cost, report
+
 HERE = Path(__file__).resolve().parent
 SECONDS = float(os.environ.get("MODELPORT_BENCH_SECONDS", "3"))
 QUICK = os.environ.get("MODELPORT_BENCH_QUICK") == "1"
@@ -470,6 +472,14 @@ def main() -> None:
         limit = in_process(models)
         for (m, b), v in limit.items():
             print(f"  {m:<11} b{b:<3} {v:>9.0f} calls/s  {v * b:>10.0f} rows/s")
+        kinds = [("json", 1), ("binary", 1), ("json", 64), ("binary", 64)]
+        report(
+            app_cost(
+                home,
+                models["tabular"],
+                {f"{e} b{b}": request_body("tabular", b, e) for e, b in kinds},
+            )
+        )
         print("modelport:")
         s = start_modelport(home, list(models))
         points += measure(s, work, list(models), ENCODINGS)

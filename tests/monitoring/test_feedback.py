@@ -190,3 +190,18 @@ def test_empty_window_reports_nothing():
     perf = store.performance("9")
     assert perf["count"] == 0
     assert perf["accuracy"] is None
+
+
+def test_a_reused_id_keeps_its_newest_prediction_until_that_one_is_overwritten():
+    store = FeedbackStore("m", max_predictions=3)
+    store.set_task("1", TaskInfo("classification", "label"))
+    store.remember("a", "1", np.array([0]))
+    store.remember("a", "1", np.array([1]))  # the client re-used its id
+    store.remember("b", "1", np.array([1]))
+    store.remember("c", "1", np.array([1]))  # takes the first "a"'s slot
+    assert store.pending() == 3
+    assert store.add_feedback([{"id": "a", "label": 1}])["joined"] == 1
+    assert store.performance("1")["accuracy"] == 1.0  # joined with the newer prediction
+    store.remember("d", "1", np.array([1]))  # takes the second "a"'s slot
+    assert store.add_feedback([{"id": "a", "label": 1}])["duplicates"] == 1  # relabelled
+    assert store.add_feedback([{"id": "b", "label": 1}])["joined"] == 1

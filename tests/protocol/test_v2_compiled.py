@@ -9,6 +9,7 @@ general path refuses.
 from __future__ import annotations
 
 import json
+import os
 import random
 from typing import Any
 
@@ -91,7 +92,13 @@ def _t(name: Any, datatype: str, shape: list[int], data: Any) -> dict[str, Any]:
 
 PLAIN_JSON = [
     ("fp32", _json_body([_t("x", "FP32", [2, 4], [1.5, 2, 3, 4, 5, 6, 7, 8.25])])),
-    ("fp32", _json_body([_t("x", "FP32", [1, 4], [[1, 2, 3, 4]])], id="req-7")),
+    ("fp32", _json_body([_t("x", "FP32", [1, 4], [1, 2, 3, 4])], id="req-7")),
+    ("fp32", _json_body([_t("x", "FP32", [1, 4], [1, 2, 3, 4e-3])], id="data")),
+    (
+        "fp32",
+        b'{"inputs" : [ {"data" :\n [1, 2, 3, 4], "name": "x", "shape": [1, 4],'
+        b' "datatype": "FP32"} ], "parameters": {"binary_data_output": false}}',
+    ),
     ("fp32", _json_body([_t("x", "FP32", [0, 4], [])])),
     ("int64", _json_body([_t("ids", "INT64", [1, 3], [1, -2, 2**62])])),
     (
@@ -206,8 +213,10 @@ def test_mutated_requests_never_pass_the_fast_path_wrongly() -> None:
     seeds = [(SIGNATURES[s], b, None) for s, b in PLAIN_JSON]
     body, hlen = _binary_body({"x": ("FP32", np.arange(8, dtype=np.float32).reshape(2, 4))})
     seeds.append((SIGNATURES["fp32"], body, hlen))
+    large = [_t("x", "FP32", [300, 4], [i / 7 for i in range(1200)])]
+    seeds.append((SIGNATURES["fp32"], _json_body(large, id="r-1"), None))
     accepted = 0
-    for i in range(3000):
+    for i in range(int(os.environ.get("MUTATIONS", "3000"))):
         sig, base, hl = seeds[i % len(seeds)]
         data = bytearray(base)
         for _ in range(rng.randint(1, 3)):
@@ -225,3 +234,25 @@ def test_mutated_requests_never_pass_the_fast_path_wrongly() -> None:
                     hl += 1
         accepted += _check(bytes(data), hl, sig) is not None
     assert accepted > 0  # some mutations stay valid (e.g. another digit) and are taken
+
+
+def test_large_json_bodies_skip_their_data_arrays_safely() -> None:
+    """Past a few KiB only the text outside the data arrays is counted."""
+    sig = ModelSignature((TensorSpec("data", "FP32", (-1, 4)),), ())
+    rows = [[float(i), i / 3, -i, 1e-3 * i] for i in range(300)]
+    flat = [v for r in rows for v in r]
+
+    def body(data: object, **head: object) -> bytes:
+        return _json_body([_t("data", "FP32", [300, 4], data)], **head)
+
+    plain = body(flat, id="data", parameters={"binary_data_output": False})
+    assert len(plain) > 4096
+    assert _check(plain, None, sig) is not None
+    for declined in (
+        body(rows),  # nested: the general path
+        body(flat, id='say "data"'),  # escapes
+        body([*flat[:-1], True]),  # a boolean inside the data
+        body(flat).replace(b'"data": [', b'"data": [1, 2], "data": [', 1),  # duplicate
+    ):
+        assert compile_decoder(sig)(declined, None) is None
+        _check(declined, None, sig)

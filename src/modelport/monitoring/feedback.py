@@ -2,12 +2,11 @@
 
 The data plane calls :meth:`FeedbackStore.remember` for every answered request (not
 only the payload-log sample): the request id, the version and a reference to the
-prediction output. Predictions wait at most ``ttl_s`` seconds and about
-``max_predictions`` of them are kept (the oldest are dropped in batches once there
-are an eighth more). Labels arrive later with
-:meth:`FeedbackStore.add_feedback` (``POST /v2/models/{name}/feedback``); each is joined
-with its prediction and the rolling figures cover the last ``window`` labelled rows of
-each version.
+prediction output. Predictions wait at most ``ttl_s`` seconds and the newest
+``max_predictions`` of them are kept (a ring: each new one takes the oldest's place).
+Labels arrive later with :meth:`FeedbackStore.add_feedback`
+(``POST /v2/models/{name}/feedback``); each is joined with its prediction and the
+rolling figures cover the last ``window`` labelled rows of each version.
 
 Rules, chosen so a client can resend safely:
 
@@ -44,7 +43,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,14 +86,18 @@ class FeedbackStore:
         self.max_predictions = max_predictions
         self.ttl_s = ttl_s
         self.window = window
-        # evicted in batches of an eighth: the lock is taken once per many requests
-        self._limit = max_predictions + max(1, max_predictions // 8)
         self._clock = clock
         self._lock = threading.Lock()
-        # predictions by id, and their arrival order (a re-used id leaves a stale entry
-        # in the order; it is skipped when it comes up)
-        self._predictions: dict[str, tuple[float, str, Any]] = {}
-        self._order: deque[tuple[float, str]] = deque()
+        # Remembered predictions: a ring of max_predictions slots, the oldest overwritten
+        # first, and the slot of each id. Nothing is allocated or evicted in batches per
+        # request: a prediction is four slot stores and a dict entry.
+        n = max_predictions
+        self._slot_of: dict[str, int] = {}
+        self._ids: list[str | None] = [None] * n
+        self._times = array("d", bytes(8 * n))
+        self._versions: list[str | None] = [None] * n
+        self._values: list[Any] = [None] * n
+        self._next = 0
         self._pending: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self._joined: dict[str, OrderedDict[str, _Joined]] = {}
         self._rows: dict[str, int] = {}
@@ -108,30 +112,34 @@ class FeedbackStore:
     def remember(self, request_id: str, version: str, prediction: Any) -> None:
         """Keep a prediction (a reference to the output array) for a later label; O(1).
 
-        No lock on the common path (a dict store and a deque append are atomic);
-        eviction, rare, takes the lock and drops predictions in batches.
+        Called on the event loop only; the slot it takes held the oldest prediction.
         """
-        now = self._clock()
-        self._predictions[request_id] = (now, version, prediction)
-        order = self._order
-        order.append((now, request_id))
-        if len(order) > self._limit or now - order[0][0] > self.ttl_s:
-            with self._lock:
-                self._expire(now, self.max_predictions)
+        i = self._next
+        self._next = i + 1 if i + 1 < self.max_predictions else 0
+        ids, slot_of = self._ids, self._slot_of
+        old = ids[i]
+        if old is not None and slot_of.get(old) == i:  # not re-remembered since
+            del slot_of[old]
+        ids[i] = request_id
+        self._times[i] = self._clock()
+        self._versions[i] = version
+        self._values[i] = prediction
+        slot_of[request_id] = i
         if self._pending:
             with self._lock:
                 waiting = self._pending.pop(request_id, None)
                 if waiting is not None:
                     self._join(request_id, version, prediction, waiting[1])
 
-    def _expire(self, now: float, keep: int) -> None:
-        """Forget predictions past ``ttl_s`` and the oldest beyond ``keep`` (lock held)."""
-        order, preds = self._order, self._predictions
-        while order and (len(order) > keep or now - order[0][0] > self.ttl_s):
-            t, rid = order.popleft()
-            entry = preds.get(rid)
-            if entry is not None and entry[0] == t:  # not re-remembered since
-                del preds[rid]
+    def _remembered(self, request_id: str, now: float) -> tuple[float, str, Any] | None:
+        """The live prediction of an id: ``(time, version, prediction)``, else None."""
+        i = self._slot_of.get(request_id)
+        if i is None or now - self._times[i] > self.ttl_s:
+            return None
+        return self._times[i], self._versions[i], self._values[i]  # type: ignore[return-value]
+
+    def _expire(self, now: float) -> None:
+        """Forget labels that waited past ``ttl_s`` for their prediction (lock held)."""
         pending = self._pending
         while pending and now - next(iter(pending.values()))[0] > self.ttl_s:
             pending.popitem(last=False)
@@ -148,7 +156,7 @@ class FeedbackStore:
         errors: list[str] = []
         now = self._clock()
         with self._lock:
-            self._expire(now, self.max_predictions)
+            self._expire(now)
             for item in items:
                 rid = item.get("id") if isinstance(item, Mapping) else None
                 if not isinstance(rid, str) or not rid or "label" not in item:
@@ -157,7 +165,7 @@ class FeedbackStore:
                         errors.append(f"item {item!r}: needs a string 'id' and a 'label'")
                     continue
                 label = item["label"]
-                known = self._predictions.get(rid)
+                known = self._remembered(rid, now)
                 if known is None:
                     known = self._joined_prediction(rid)
                 if known is None:
@@ -248,9 +256,9 @@ class FeedbackStore:
 
     def pending(self) -> int:
         """Remembered predictions still waiting for a label."""
-        with self._lock:
-            self._expire(self._clock(), self.max_predictions)
-            return len(self._predictions)
+        now = self._clock()
+        times, ttl = self._times, self.ttl_s
+        return sum(1 for i in list(self._slot_of.values()) if now - times[i] <= ttl)
 
 
 def _version_key(v: str) -> tuple[int, str]:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from modelport.core.types import DATATYPES
 
@@ -78,7 +79,9 @@ class JsonlSink:
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         for r in records:
-            line = json.dumps(r, separators=(",", ":"), default=str).encode() + b"\n"
+            # orjson: the writer thread holds the GIL an order of magnitude less than
+            # the standard library's encoder on large tensors (NaN is written as null)
+            line = orjson.dumps(r, default=str, option=orjson.OPT_APPEND_NEWLINE)
             if self._file.tell() and self._file.tell() + len(line) > self.max_bytes:
                 self._rotate()
             self._file.write(line)

@@ -33,6 +33,8 @@ Decoder = Callable[[bytes, int | None], InferenceRequest | None]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _HEAD_KEYS = frozenset(("inputs", "id", "parameters"))
+# bodies shorter than this are counted whole; longer ones skip their data arrays
+_SMALL = 4096
 _JSON_TENSOR_KEYS = frozenset(("name", "shape", "datatype", "data"))
 _BINARY_TENSOR_KEYS = frozenset(("name", "shape", "datatype", "parameters"))
 # numpy kinds a JSON array may come out as, per target kind: integers widen to float
@@ -163,13 +165,19 @@ def compile_decoder(
                 if arr is None:
                     return None
                 inputs[name] = arr
-        if binary:
-            if offset != size:
+        if binary and offset != size:
+            return None
+        if binary or size < _SMALL:
+            colons, bools = head_raw.count(b":"), _count_bools(head_raw, 0, len(head_raw))
+        else:
+            counted = _count_outside_data(head_raw, n_inputs)
+            if counted is None:
                 return None
-        elif head_raw.count(b"true") + head_raw.count(b"false") != bool_tokens:
-            return None  # booleans inside data (numpy would read true as 1)
-        if head_raw.count(b":") != members:
-            return None  # a duplicate key (orjson keeps the last), or ':' inside a string
+            colons, bools = counted
+        # a duplicate key (orjson keeps the last) or ':' inside a string; a boolean
+        # where there should be none (numpy would read true as 1)
+        if colons != members or bools != bool_tokens:
+            return None
         return InferenceRequest(inputs, rid, {}, None, binary_output)
 
     return decode
@@ -197,6 +205,43 @@ def _from_json(data: Any, spec: _Input, count: int, shape: list[int]) -> np.ndar
             if lo < info.min or hi > info.max:
                 return None
     return arr.astype(spec.dtype, copy=False).reshape(shape)
+
+
+def _count_bools(raw: bytes, start: int, end: int) -> int:
+    return raw.count(b"true", start, end) + raw.count(b"false", start, end)
+
+
+def _count_outside_data(raw: bytes, n_tensors: int) -> tuple[int, int] | None:
+    """``(colons, boolean tokens)`` of a JSON body outside its tensors' flat ``data``
+    arrays, which must hold numbers only; None when that cannot be told cheaply.
+
+    The data arrays are most of a body: they are searched with single-byte scans
+    (``t`` or ``f`` would be a boolean) instead of counted.
+    """
+    if b"\\" in raw:  # escapes: the raw text and the parsed strings may differ
+        return None
+    colons = bools = pos = 0
+    for _ in range(n_tensors):
+        key = raw.find(b'"data"', pos)
+        while True:
+            if key < 0:
+                return None
+            start = raw.find(b"[", key + 6)
+            if start > 0 and raw[key + 6 : start].strip() == b":":
+                break  # the key "data" (a string "data" is followed by , or })
+            key = raw.find(b'"data"', key + 6)
+        end = raw.find(b"]", start)
+        if (
+            end < 0
+            or raw.find(b"[", start + 1, end) >= 0  # nested: the general path
+            or raw.find(b"t", start, end) >= 0
+            or raw.find(b"f", start, end) >= 0
+        ):
+            return None
+        colons += raw.count(b":", pos, start)
+        bools += _count_bools(raw, pos, start)
+        pos = end
+    return colons + raw.count(b":", pos), bools + _count_bools(raw, pos, len(raw))
 
 
 def _never(body: bytes, header_length: int | None) -> InferenceRequest | None:
