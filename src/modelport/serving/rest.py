@@ -160,9 +160,15 @@ class RestApp:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
+        msg = await receive()
+        if msg["type"] == "http.request" and not msg.get("more_body"):
+            body: bytes = msg.get("body", b"")  # the whole body in one message (common)
+            if len(body) > self.max_body:
+                raise PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
+            encoding = headers.get(b"content-encoding")
+            return body if encoding is None else self._decoded(body, encoding)
         chunks, size = [], 0
         while True:
-            msg = await receive()
             if msg["type"] == "http.disconnect":
                 raise HttpError(400, "client disconnected")
             chunk = msg.get("body", b"")
@@ -172,8 +178,11 @@ class RestApp:
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+            msg = await receive()
+        return self._decoded(b"".join(chunks), headers.get(b"content-encoding", b""))
+
+    def _decoded(self, body: bytes, encoding: bytes) -> bytes:
+        encoding = encoding.strip().lower()
         if encoding in (b"gzip", b"deflate"):
             body = _decompress(body, encoding, self.max_body)
         elif encoding not in (b"identity", b""):
@@ -183,7 +192,10 @@ class RestApp:
         return body
 
     def _check_type(self, headers: dict[bytes, bytes]) -> None:
-        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        raw = headers.get(b"content-type", b"")
+        if raw in ALLOWED_BODY_TYPES:
+            return
+        media = raw.split(b";")[0].strip().lower()
         if media not in ALLOWED_BODY_TYPES:
             raise HttpError(
                 415,
