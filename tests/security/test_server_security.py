@@ -455,3 +455,36 @@ def test_grpc_credentials_scope_and_hostile_messages(server: SecureServer, keys:
         grpc.StatusCode.OK
     )
     assert_alive(server, keys)
+
+
+def grpc_stream(
+    server: SecureServer, requests: list[Any], key: str | None
+) -> tuple[grpc.StatusCode, list[Any]]:
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        fn = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )
+        metadata = [("authorization", f"Bearer {key}")] if key else []
+        answers: list[Any] = []
+        try:
+            for answer in fn(iter(requests), metadata=metadata, timeout=30):
+                answers.append(answer)
+        except grpc.RpcError as e:
+            return e.code(), answers
+        return grpc.StatusCode.OK, answers
+
+
+def test_stream_infer_is_authenticated_and_scoped(server: SecureServer, keys: dict[str, str]):
+    code, answers = grpc_stream(server, [infer_request()], None)
+    assert (code, answers) == (grpc.StatusCode.UNAUTHENTICATED, [])
+    code, answers = grpc_stream(server, [infer_request()], keys["viewer"])
+    assert (code, answers) == (grpc.StatusCode.PERMISSION_DENIED, [])
+    code, answers = grpc_stream(server, [infer_request("iris")] * 3, keys["scoped"])
+    assert code == grpc.StatusCode.OK
+    assert [a.error_message for a in answers] == ["", "", ""]
+    # a request for a model outside the key's scope ends the stream, nothing runs for it
+    code, answers = grpc_stream(server, [infer_request("other")], keys["scoped"])
+    assert (code, answers) == (grpc.StatusCode.PERMISSION_DENIED, [])
+    assert_alive(server, keys)

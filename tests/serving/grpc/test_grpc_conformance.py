@@ -368,9 +368,49 @@ def test_unimplemented_rpcs(channel):
     with pytest.raises(grpc.RpcError) as e:
         stub.SystemSharedMemoryStatus(pb.SystemSharedMemoryStatusRequest(), timeout=5)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    with pytest.raises(grpc.RpcError) as e:
-        list(stub.ModelStreamInfer(iter([pb.ModelInferRequest(model_name="iris")]), timeout=5))
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_stream_infer_with_tritonclient_answers_every_request(served, files):
+    """tritonclient's bidirectional stream: results matched by id, errors in-stream."""
+    import queue
+
+    results: queue.Queue[tuple[object, object]] = queue.Queue()
+    client = tg.InferenceServerClient(served.grpc)
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        for i in range(20):
+            client.async_stream_infer("iris", [iris_input()], request_id=f"s{i}")
+        client.async_stream_infer("no-such-model", [iris_input()], request_id="bad-model")
+        wrong = tg.InferInput("X", [3, 3], "FP32")
+        wrong.set_data_from_numpy(np.zeros((3, 3), np.float32))
+        client.async_stream_infer("iris", [wrong], request_id="bad-shape")
+        got = [results.get(timeout=10) for _ in range(22)]
+    finally:
+        client.stop_stream()
+        client.close()
+    answers = {r.get_response().id: r for r, e in got if e is None}
+    errors = [str(e) for r, e in got if e is not None]
+    assert sorted(answers) == sorted(f"s{i}" for i in range(20))
+    want_label, _ = reference(files["iris_b"], IRIS_X)
+    for r in answers.values():
+        np.testing.assert_array_equal(r.as_numpy("label"), want_label)
+    assert len(errors) == 2
+    assert any("no-such-model" in e for e in errors)
+    assert any("shape" in e for e in errors)
+
+
+def test_stream_infer_garbage_message_is_answered_in_stream(channel):
+    raw = channel.stream_stream(
+        "/inference.GRPCInferenceService/ModelStreamInfer",
+        request_serializer=lambda b: b,
+        response_deserializer=pb.ModelStreamInferResponse.FromString,
+    )
+    good = grpc_codec.request_to_grpc("iris", None, InferenceRequest({"X": IRIS_X}), raw=True)
+    good.id = "ok"
+    answers = list(raw(iter([b"\xff\xff\xff", good.SerializeToString()]), timeout=10))
+    assert len(answers) == 2
+    assert {a.error_message for a in answers} == {"malformed ModelInferRequest", ""}
+    assert [a.infer_response.id for a in answers if not a.error_message] == ["ok"]
 
 
 def test_overload_is_unavailable(tc, served):

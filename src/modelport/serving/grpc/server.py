@@ -6,14 +6,19 @@ calls one :class:`~modelport.serving.dataplane.DataPlane` method and converts th
 answer; errors are mapped in one table, :data:`STATUS`, from the error's
 ``grpc_code``. Requests are deserialised inside the handler, so a garbage message is
 ``INVALID_ARGUMENT`` (gRPC's own deserialiser would report ``INTERNAL``); a message
-over the size limit is ``RESOURCE_EXHAUSTED``. RPCs not listed in :data:`RPCS`
-(streaming inference, shared memory, tracing, logging) answer ``UNIMPLEMENTED``.
+over the size limit is ``RESOURCE_EXHAUSTED``. ``ModelStreamInfer`` (what
+``tritonclient.grpc``'s ``start_stream``/``async_stream_infer`` use) runs the requests
+of a stream concurrently, up to :data:`STREAM_INFLIGHT` at a time, and answers each as
+it finishes; a failed request is answered in the stream with its ``error_message`` and
+the stream goes on. RPCs not listed (shared memory, tracing, logging) answer
+``UNIMPLEMENTED``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 from google.protobuf import json_format
@@ -71,6 +76,11 @@ RPCS: dict[str, tuple[Any, Any]] = {
 
 #: grpc.aio.ServicerContext (grpc ships no type information)
 Context: TypeAlias = Any
+
+#: Requests of one ``ModelStreamInfer`` stream running at once; the stream is not read
+#: further until one finishes (backpressure to the client through gRPC flow control).
+STREAM_INFLIGHT = 64
+_END_OF_STREAM = object()
 
 
 def _name(raw: str) -> str:
@@ -158,6 +168,64 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         await self.dp.unload(_name(request.model_name))
         return pb.RepositoryModelUnloadResponse()
 
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[bytes], context: Context
+    ) -> AsyncIterator[Any]:
+        """Answer each request of the stream as it finishes (see the module docstring)."""
+        done: asyncio.Queue[Any] = asyncio.Queue()
+        slots = asyncio.Semaphore(STREAM_INFLIGHT)
+        running: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+
+        async def one(raw: bytes) -> None:
+            try:
+                await done.put(await self._stream_answer(raw, context))
+            finally:
+                slots.release()
+
+        async def read() -> None:
+            try:
+                async for raw in requests:
+                    await slots.acquire()
+                    task = loop.create_task(one(raw))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    await asyncio.wait(set(running))
+            finally:
+                await done.put(_END_OF_STREAM)
+
+        reader = loop.create_task(read())
+        try:
+            while (answer := await done.get()) is not _END_OF_STREAM:
+                yield answer
+            await reader  # a broken request stream ends the call with its error
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+
+    async def _stream_answer(self, raw: bytes, context: Context) -> Any:
+        try:
+            request = pb.ModelInferRequest.FromString(raw)
+        except DecodeError:
+            return pb.ModelStreamInferResponse(error_message="malformed ModelInferRequest")
+        try:
+            response = await self.ModelInfer(request, context)
+        except ModelportError as e:
+            message = e.message
+        except Exception:
+            log.exception("internal error in gRPC ModelStreamInfer")
+            message = "internal server error"
+        else:
+            return pb.ModelStreamInferResponse(infer_response=response)
+        return pb.ModelStreamInferResponse(
+            error_message=message,
+            infer_response=pb.ModelInferResponse(
+                model_name=request.model_name, model_version=request.model_version, id=request.id
+            ),
+        )
+
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler serving :data:`RPCS` (bytes in, parsed in the handler)."""
         methods = {
@@ -168,6 +236,11 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             )
             for rpc, (req_cls, resp_cls) in RPCS.items()
         }
+        methods["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+            self.ModelStreamInfer,
+            request_deserializer=None,
+            response_serializer=pb.ModelStreamInferResponse.SerializeToString,
+        )
         return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
