@@ -249,25 +249,26 @@ def ensure_mlserver() -> Path | None:
     return python
 
 
-def start_mlserver(python: Path, models: dict[str, Path], work: Path) -> Server:
+def start_mlserver(
+    python: Path, models: dict[str, Path], work: Path, *, tuned: bool = True
+) -> Server:
+    """MLServer with inference in its own process (``tuned``: parallel_workers=0, its
+    fastest setting for a microsecond model), or with its default settings (one
+    parallel worker process, metrics on)."""
     port = free_port()
     repo = work / "mlserver"
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir()
     shutil.copy(HERE / "mlserver_runtime.py", repo / "mlserver_runtime.py")
-    (repo / "settings.json").write_text(
-        json.dumps(
-            {
-                "http_port": port,
-                "grpc_port": free_port(),
-                "metrics_port": free_port(),
-                "host": "127.0.0.1",
-                "parallel_workers": 0,
-                "debug": False,
-                "metrics_endpoint": None,
-            }
-        )
-    )
+    settings: dict[str, object] = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "host": "127.0.0.1",
+    }
+    if tuned:
+        settings |= {"parallel_workers": 0, "debug": False, "metrics_endpoint": None}
+    (repo / "settings.json").write_text(json.dumps(settings))
     for name, path in models.items():
         d = repo / name
         d.mkdir()
@@ -282,7 +283,7 @@ def start_mlserver(python: Path, models: dict[str, Path], work: Path) -> Server:
         )
     env = {**os.environ, "_CWD": str(repo), "PYTHONPATH": str(repo)}
     argv = [str(python.parent / "mlserver"), "start", str(repo)]
-    return Server("mlserver", argv, port, env)
+    return Server("mlserver" if tuned else "mls-default", argv, port, env)
 
 
 # ------------------------------------------------------------------------- load
@@ -418,12 +419,15 @@ def memory(home: Path) -> dict[str, float]:
 def table(points: list[Point], limit: dict[tuple[str, int], float]) -> None:
     by = {(p.server, p.model, p.batch, p.encoding, p.concurrency): p for p in points}
     servers = [
-        s for s in ("modelport", "mp-2w", "bare", "mlserver") if any(p.server == s for p in points)
+        s
+        for s in ("modelport", "mp-2w", "bare", "mlserver", "mls-default")
+        if any(p.server == s for p in points)
     ]
     head = f"{'model':<11} {'b':>3} {'enc':<6} {'c':>3} |"
     for s in servers:
         head += f" {s + ' req/s':>15} {'p50':>6} {'p99':>6} |"
-    head += f" {'mp/bare':>7} {'mp/mls':>7} {'2w/bare':>7} {'rows/s mp':>10} {'ORT limit':>10}"
+    head += f" {'mp/bare':>7} {'mp/mls':>7} {'mp/mlsd':>7} {'2w/bare':>7} {'2w/mls':>7}"
+    head += f" {'rows/s mp':>10} {'ORT limit':>10}"
     print("\n" + head)
     print("-" * len(head))
     keys = sorted(
@@ -444,7 +448,9 @@ def table(points: list[Point], limit: dict[tuple[str, int], float]) -> None:
         mls = by.get(("mlserver", model, batch, enc, c))
         ratio = lambda a, b: f"{a.rps / b.rps:>7.2f}" if a and b and b.rps else f"{'':>7}"  # noqa: E731
         mp2 = by.get(("mp-2w", model, batch, enc, c))
-        row += f" {ratio(mp, bare)} {ratio(mp, mls)} {ratio(mp2, bare)}"
+        mlsd = by.get(("mls-default", model, batch, enc, c))
+        row += f" {ratio(mp, bare)} {ratio(mp, mls)} {ratio(mp, mlsd)} {ratio(mp2, bare)}"
+        row += f" {ratio(mp2, mls)}"
         row += f" {mp.rows_per_s if mp else 0:>10.0f} {limit.get((model, batch), 0):>10.0f}"
         print(row)
 
@@ -494,13 +500,17 @@ def main() -> None:
         s.stop()
         python = ensure_mlserver()
         if python is not None:
-            print("MLServer 1.7.1 (parallel_workers=0; binary tensors unsupported → JSON only):")
-            try:
-                s = start_mlserver(python, models, work)
-                points += measure(s, work, list(models), ["json"])
-                s.stop()
-            except RuntimeError as e:
-                print(f"  MLServer failed to start: {e}")
+            for tuned, label in (
+                (True, "parallel_workers=0, its fastest here"),
+                (False, "default settings"),
+            ):
+                print(f"MLServer 1.7.1 ({label}; binary tensors unsupported → JSON only):")
+                try:
+                    s = start_mlserver(python, models, work, tuned=tuned)
+                    points += measure(s, work, list(models), ["json"])
+                    s.stop()
+                except RuntimeError as e:
+                    print(f"  MLServer failed to start: {e}")
         table(points, limit)
 
         print("\ndynamic batching, transformer, batch 1, binary, concurrency 32:")

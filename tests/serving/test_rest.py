@@ -233,3 +233,25 @@ def test_model_ready_and_repository(server: Served):
         ("iris-batched", "READY"),
     }
     assert json.loads(httpx.get(server.url + "/v2/models/ghost/ready").text)["ready"] is False
+
+
+def test_remembered_infer_routes_follow_model_control(server: Served):
+    """An infer path is parsed once and remembered; model control still applies to it."""
+    url = server.url + "/v2/models/iris-batched/infer"
+    body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5, 3, 1, 0]}]}
+    assert httpx.post(url, json=body).status_code == 200  # remembered from here on
+    assert httpx.post(url, json=body).status_code == 200
+    assert httpx.get(url).status_code == 405
+    assert httpx.post(url, content=b"{").status_code == 400
+    encoded = server.url + "/v2/models/iris-batched/%69nfer"
+    assert httpx.post(encoded, json=body).status_code == 200
+    repo = server.url + "/v2/repository/models/iris-batched"
+    assert httpx.post(repo + "/unload").status_code == 200
+    try:
+        gone = httpx.post(url, json=body)
+        never_seen = httpx.post(server.url + "/v2/models/iris-batched/infe%72", json=body)
+        assert gone.status_code == never_seen.status_code
+        assert gone.status_code in (404, 503)
+    finally:
+        assert httpx.post(repo + "/load").status_code == 200
+    assert httpx.post(url, json=body).status_code == 200
