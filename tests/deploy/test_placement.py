@@ -556,3 +556,44 @@ def test_unknown_demand_site_is_rejected():
     d = Deployment("m", "m:1", ReplicaProfile(1, 512, 60), {"atlantis": 10}, 40)
     with pytest.raises(Exception, match="unknown site 'atlantis'"):
         Problem(nodes, sites, (d,))
+
+
+# ----------------------------------------------------------------------------- solver setup
+
+
+def test_small_machines_get_the_lp_heavy_portfolio(monkeypatch: pytest.MonkeyPatch):
+    from modelport.deploy import cpsat
+
+    monkeypatch.setattr(cpsat.os, "cpu_count", lambda: 2)
+    s = cpsat.solver(1.0, 0, 0)
+    assert s.parameters.num_workers == 4
+    assert list(s.parameters.subsolvers) == list(cpsat.SMALL_PORTFOLIO)
+    monkeypatch.setattr(cpsat.os, "cpu_count", lambda: 16)
+    s = cpsat.solver(1.0, 0, 0)
+    assert s.parameters.num_workers == 16
+    assert list(s.parameters.subsolvers) == []
+    assert cpsat.solver(1.0, 3, 0).parameters.num_workers == 3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5, 9, 12, 15])
+def test_exact_model_from_a_hint_keeps_the_brute_force_optimum(seed: int):
+    """The per-node model the solver hands over to (mirror nodes used in fleet order),
+    started from the greedy plan, still proves the brute-force optimum."""
+    from modelport.deploy import cpsat, placement
+
+    problem = grouped_problem(seed)
+    hint = placement._counts(problem, greedy_place(problem).placements)
+    singles = [[i] for i in range(len(problem.nodes))]
+    _, s, status = placement._solve_units(problem, singles, hint, LIMIT, 0, 0)
+    assert status == cpsat.cp_model().OPTIMAL
+    assert s.objective_value / cpsat.COST_SCALE == pytest.approx(brute_force(problem))
+
+
+def test_cheapest_plan_is_picked_and_empty_ones_skipped():
+    from modelport.deploy.placement import _cheapest
+
+    problem = grouped_problem(0)  # big nodes cost 0.4, the small one 0.1
+    on_big, on_small = {(0, 0): 1}, {(0, 3): 1}
+    assert _cheapest(problem, None, on_big, on_small) == on_small
+    assert _cheapest(problem, on_small, {(0, 3): 2}) == on_small  # first on ties
+    assert _cheapest(problem, None, {}) is None

@@ -8,14 +8,17 @@ rounds with OR-Tools CP-SAT, with a proven bound and the greedy baseline beside 
    how replicas are packed inside a group, so its optimum is a lower bound on the true
    cost — the bound we report — and, with no mirror-image solutions to wade through, it
    is solved far faster than one variable per node would allow. The greedy answer is its
-   starting hint. A short second solve then minimises network latency at that cost.
+   starting hint; this first round gets ``FIRST_ROUND`` of the time. A short second
+   solve then minimises network latency at that cost.
 3. **Pack** each group's replicas onto its nodes (:mod:`~modelport.deploy.packing`).
-   Replicas that do not fit are placed again around the others (first fit, then a small
-   exact model). When nothing was lost to packing, the plan costs exactly what the model
-   found — proven optimal when the model was.
-4. **Refine** groups that could not be packed into the nodes they paid for: small nodes
-   become units of one, large ones keep room for their largest replica on each node; the
-   model is solved again from the best plan so far, while time remains.
+   Replicas that do not fit are placed again around the others (first fit, else a
+   model of only those deployments). When nothing was lost to packing, the plan costs
+   exactly what the model found — proven optimal when the model was.
+4. **Go on** from the best plan so far with the time left: with the same units while
+   packing loses little, with the **exact model** (one unit per node, identical nodes
+   used in fleet order) once packing lost more than ``LOSS`` of the cost — there the
+   grouped relaxation points to plans that do not pack. Both models are relaxations of
+   the problem or the problem itself, so the reported bound is the best either proved.
 
 The greedy plan is kept if it is cheaper (possible only when time runs out), and every
 answer is re-checked against the problem in floating point before it is returned.
