@@ -151,9 +151,12 @@ def main() -> None:
         f"{'instance':<16}{'status':<10}{'time s':>7}{'gap %':>7}{'cost/h':>9}{'bound/h':>9}"
         f"{'greedy':>9}{'saving%':>8}{'largest':>9}{'saving%':>8}{'lat ms':>7}"
     )
-    print("greedy: first-fit decreasing, opening the cheapest node per GiB first (the plan's")
-    print("baseline); largest: the same opening the largest node first (cost-blind, as")
-    print("capacity-based schedulers rank servers). lat: request-weighted network latency.")
+    print("time s: wall time of solve(); cost/h: the plan's cost; bound/h: the best lower")
+    print("bound CP-SAT proved (pooled relaxation or exact model); gap %: (cost - bound) /")
+    print("cost. greedy: first-fit decreasing opening the cheapest node per GiB first (the")
+    print("plan's baseline; 'fails' = it found no placement); largest: the same opening the")
+    print("largest node first (cost-blind, as capacity-based schedulers rank servers);")
+    print("saving%: (baseline - cost) / baseline. lat ms: request-weighted network latency.")
     print(header)
     print("-" * len(header))
     for n_models, n_nodes, tight in INSTANCES[:2] if quick else INSTANCES:

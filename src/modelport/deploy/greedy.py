@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from modelport.core.errors import InvalidArgument
@@ -79,11 +79,15 @@ def greedy_place(problem: Problem, order: str = "cheapest") -> Baseline:
 
 
 def complete(
-    problem: Problem, fixed: Mapping[tuple[int, int], int], todo: Iterable[int]
+    problem: Problem,
+    fixed: Mapping[tuple[int, int], int],
+    todo: Iterable[int],
+    exclude: Collection[int] = (),
 ) -> dict[tuple[int, int], int] | None:
     """Add the deployments ``todo`` (indexes) first-fit around replicas already placed
-    (``{(deployment, node): replicas}``); None if one does not fit."""
-    g = _Greedy(problem)
+    (``{(deployment, node): replicas}``), on no node in ``exclude``; None if one does
+    not fit."""
+    g = _Greedy(problem, exclude=exclude)
     for (di, i), k in fixed.items():
         for _ in range(k):
             g.put(di, i)
@@ -109,8 +113,11 @@ def _order(problem: Problem, indexes: Iterable[int]) -> list[int]:
 class _Greedy:
     """Free capacity per node, nodes in use (in opening order) and the replicas so far."""
 
-    def __init__(self, problem: Problem, order: str = "cheapest") -> None:
+    def __init__(
+        self, problem: Problem, order: str = "cheapest", exclude: Collection[int] = ()
+    ) -> None:
         self.problem = problem
+        self.exclude = set(exclude)
         self.free = [_Free(n.cpu, n.memory_mb, n.accelerators) for n in problem.nodes]
         self.opened: list[int] = []
         self.closed = node_order(problem, order)
@@ -135,7 +142,7 @@ class _Greedy:
     def place(self, di: int) -> str | None:
         """Place deployment ``di``'s replicas; the reason when it cannot."""
         problem, d = self.problem, self.problem.deployments[di]
-        allowed = set(problem.candidates(d))
+        allowed = set(problem.candidates(d)) - self.exclude
         remaining = {s: float(d.demand[s]) for s in d.demand_sites}
         count = 0
         sites_used: set[str] = set()

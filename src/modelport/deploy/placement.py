@@ -8,8 +8,9 @@ rounds with OR-Tools CP-SAT, with a proven bound and the greedy baseline beside 
    how replicas are packed inside a group, so its optimum is a lower bound on the true
    cost — the bound we report — and, with no mirror-image solutions to wade through, it
    is solved far faster than one variable per node would allow. The greedy answer is its
-   starting hint; this first round gets ``FIRST_ROUND`` of the time. A short second
-   solve then minimises network latency at that cost.
+   starting hint, after a local search that closes nodes by moving their replicas
+   (:mod:`~modelport.deploy.improve`); this first round gets ``FIRST_ROUND`` of the
+   time. A short second solve then minimises network latency at that cost.
 3. **Pack** each group's replicas onto its nodes (:mod:`~modelport.deploy.packing`).
    Replicas that do not fit are placed again around the others (first fit, else a
    model of only those deployments). When nothing was lost to packing, the plan costs
@@ -20,7 +21,7 @@ rounds with OR-Tools CP-SAT, with a proven bound and the greedy baseline beside 
    grouped relaxation points to plans that do not pack. Both models are relaxations of
    the problem or the problem itself, so the reported bound is the best either proved.
 
-The greedy plan is kept if it is cheaper (possible only when time runs out), and every
+That improved greedy plan is kept if it is cheaper (possible only when time runs out), and every
 answer is re-checked against the problem in floating point before it is returned.
 
 Example:
@@ -45,6 +46,7 @@ from typing import Any
 from modelport.core.errors import ModelportError
 from modelport.deploy import cpsat, explain
 from modelport.deploy.greedy import complete, greedy_place
+from modelport.deploy.improve import close_nodes
 from modelport.deploy.model import Problem
 from modelport.deploy.packing import pack_group, pack_partial
 from modelport.deploy.plan import (
@@ -103,7 +105,9 @@ def solve(
         return _empty(problem, "infeasible", greedy, explain.summarise(blockers), clock, info)
     units = cpsat.units(problem)
     info["groups"] = sum(1 for u in units if len(u) > 1)
-    start = _counts(problem, greedy.placements)
+    # The greedy plan improved by closing nodes: the first hint, and the plan to keep
+    # should the search find nothing cheaper.
+    start = close_nodes(problem, _counts(problem, greedy.placements), clock.left() * 0.05)
     b, s, status = _solve_units(
         problem, units, start, clock.left() * FIRST_ROUND, workers, seed, gap_limit
     )
@@ -114,7 +118,7 @@ def solve(
     if status not in (cp.OPTIMAL, cp.FEASIBLE):
         if status == cp.MODEL_INVALID:  # pragma: no cover - a bug in cpsat.build
             raise ModelportError(f"placement model invalid: {b.model.validate()}")
-        return _fallback(problem, greedy, s.best_objective_bound, clock, info)
+        return _fallback(problem, greedy, start, s.best_objective_bound, clock, info)
     bound = _bound(b, s, status)
     best: Counts | None = None
     for round_ in range(5):
@@ -157,10 +161,10 @@ def solve(
         bound = max(bound, _bound(b, s, status))  # both models are relaxations or exact
     info["units"] = len(b.units)
     if start and (best is None or _cost(problem, start) < _cost(problem, best)):
-        info["kept_greedy"] = True
+        info["kept_start"] = True
         best = start
     if best is None:
-        return _fallback(problem, greedy, bound, clock, info)
+        return _fallback(problem, greedy, start, bound, clock, info)
     return _result(problem, _placements(problem, best), bound, greedy, clock, info)
 
 
@@ -350,12 +354,19 @@ def _explain_conflict(
 
 
 def _fallback(
-    problem: Problem, greedy: Baseline, bound: float, clock: _Clock, info: dict[str, Any]
+    problem: Problem,
+    greedy: Baseline,
+    start: Counts,
+    bound: float,
+    clock: _Clock,
+    info: dict[str, Any],
 ) -> Plan:
-    """No solver answer in time: the greedy plan if there is one, else ``unknown``."""
-    if greedy.placements:
-        counts = _counts(problem, greedy.placements)
-        return _result(problem, greedy.placements, int(bound), greedy, clock, info, counts)
+    """No solver answer in time: the (improved) greedy plan if there is one, else
+    ``unknown``."""
+    if start:
+        info["kept_start"] = True
+        placements = _placements(problem, start)
+        return _result(problem, placements, int(bound), greedy, clock, info, start)
     why = Explanation(
         f"no placement found within {clock.limit:g} s and none proven impossible; "
         "raise --time-limit"
