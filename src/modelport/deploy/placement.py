@@ -15,11 +15,12 @@ rounds with OR-Tools CP-SAT, with a proven bound and the greedy baseline beside 
    Replicas that do not fit are placed again around the others (first fit, else a
    model of only those deployments). When nothing was lost to packing, the plan costs
    exactly what the model found — proven optimal when the model was.
-4. **Go on** from the best plan so far with the time left: with the same units while
-   packing loses little, with the **exact model** (one unit per node, identical nodes
-   used in fleet order) once packing lost more than ``LOSS`` of the cost — there the
-   grouped relaxation points to plans that do not pack. Both models are relaxations of
-   the problem or the problem itself, so the reported bound is the best either proved.
+4. **Go on** from the best plan so far with the time left, with the same units while
+   packing loses little; groups whose packing lost more than ``LOSS`` of the cost become
+   one unit per node (exact there, identical nodes used in fleet order) — for them the
+   grouped relaxation points to plans that do not pack. Every model solved is a
+   relaxation of the problem (or the problem itself), so the reported bound is the best
+   any of them proved.
 
 That improved greedy plan is kept if it is cheaper (possible only when time runs out), and every
 answer is re-checked against the problem in floating point before it is returned.
@@ -65,7 +66,7 @@ from modelport.deploy.routing import route
 Counts = dict[tuple[int, int], int]  # (deployment index, node index) -> replicas
 
 #: Share of the first round's time limit (the rest goes on from its best plan).
-FIRST_ROUND = 0.3
+FIRST_ROUND = 0.15
 #: Packing loss (share of the plan's cost) above which the exact model takes over.
 LOSS = 0.01
 
@@ -141,11 +142,12 @@ def solve(
             break
         model_cost = round(s.objective_value) if b.has_cost else 0
         if crowded and best and _cost(problem, best) - model_cost > LOSS * _cost(problem, best):
-            # Packing the groups' replicas onto their nodes cost more than LOSS: the
-            # grouped relaxation misleads here. The exact model (one unit per node)
-            # goes on from the best plan.
-            info["exact"] = True
-            units = [[i] for i in range(len(problem.nodes))]
+            # Packing the groups' replicas onto their nodes cost more than LOSS: there
+            # the grouped relaxation misleads. Those groups become one unit per node
+            # (exact); the others stay grouped.
+            info["split"] = info.get("split", 0) + len(crowded)
+            units = [u for k, u in enumerate(b.units) if k not in crowded]
+            units += [[i] for k in sorted(crowded) for i in b.units[k]]
         # Keep searching from the best plan (a fresh model, with the time left).
         b, s, status = _solve_units(
             problem,
