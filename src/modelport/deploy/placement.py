@@ -94,8 +94,9 @@ def solve(
     """The cheapest placement of ``problem`` found within ``time_limit`` seconds, with
     its proven bound and gap, the greedy baseline, or an explanation when infeasible.
 
-    ``workers`` is CP-SAT's number of search workers (0: chosen for the machine, see :func:`~modelport.deploy.cpsat.solver`); ``gap_limit``
-    stops as soon as the relative gap to the bound is that small.
+    ``workers`` is CP-SAT's number of search workers (0: chosen for the machine, see
+    :func:`~modelport.deploy.cpsat.solver`); ``gap_limit`` stops as soon as the relative
+    gap to the bound is that small.
     """
     clock = _Clock(time_limit)
     cp = cpsat.cp_model()
