@@ -239,11 +239,9 @@ def encode_response(
     chunks: list[bytes | memoryview] = []
     entries: list[dict[str, Any]] = []
     if request is None or request.outputs is None:
-        plain = _plain_outputs(response.outputs, default_binary, entries, chunks)
-        if plain:
-            return _finish(response, entries, chunks)
-        chunks.clear()
-        entries.clear()
+        plain = _plain_outputs(response.outputs, default_binary)
+        if plain is not None:
+            return _finish(response, *plain)
     for name, array, ro in select_outputs(response, request):
         if ro is not None and ro.classification > 0:
             array = classify(array, ro.classification, f"output {name!r}")
@@ -263,17 +261,16 @@ def encode_response(
 
 
 def _plain_outputs(
-    outputs: dict[str, np.ndarray],
-    binary: bool,
-    entries: list[dict[str, Any]],
-    chunks: list[bytes | memoryview],
-) -> bool:
-    """Fill ``entries``/``chunks`` for all outputs when each is a contiguous,
-    little-endian numeric array (the common answer); False when one is not."""
+    outputs: dict[str, np.ndarray], binary: bool
+) -> tuple[list[dict[str, Any]], list[bytes | memoryview]] | None:
+    """The entries and binary chunks of all outputs when each is a contiguous,
+    little-endian numeric array (the common answer); None when one is not."""
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes | memoryview] = []
     for name, array in outputs.items():
         datatype = _PLAIN_DATATYPES.get(array.dtype)
         if datatype is None or not array.flags.c_contiguous:
-            return False
+            return None
         if binary:
             raw = array.data.cast("B") if array.ndim else array.tobytes()
             entries.append(
@@ -294,7 +291,7 @@ def _plain_outputs(
                     "data": array.reshape(-1),
                 }
             )
-    return True
+    return entries, chunks
 
 
 def _finish(
@@ -318,20 +315,7 @@ def _finish(
 
 # numeric outputs written as they are: JSON numbers or raw little-endian bytes
 _PLAIN_DATATYPES: dict[np.dtype[Any], str] = {
-    NUMPY_DTYPES[t]: t
-    for t in (
-        "BOOL",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FP32",
-        "FP64",
-    )
+    dtype: t for t, dtype in NUMPY_DTYPES.items() if t not in ("BYTES", "BF16", "FP16")
 }
 
 

@@ -43,7 +43,7 @@ _JSON_KINDS = {"f": "iuf", "i": "iu", "u": "iu"}
 
 
 class _Input:
-    __slots__ = ("datatype", "dtype", "fixed", "json_ok", "limit", "rank")
+    __slots__ = ("bounds", "datatype", "dtype", "fixed", "json_ok", "rank")
 
     def __init__(self, datatype: str, shape: tuple[int, ...]) -> None:
         self.datatype = datatype
@@ -52,11 +52,14 @@ class _Input:
         self.fixed = tuple((i, d) for i, d in enumerate(shape) if d != -1)
         # JSON numbers only for plain numeric types (FP16/BF16 have no JSON form)
         self.json_ok = self.dtype.kind in _JSON_KINDS and datatype not in ("FP16", "BF16")
-        if self.dtype.kind == "f":
-            self.limit = _FLOAT32_MAX if datatype == "FP32" else float(np.finfo(self.dtype).max)
-        else:
-            info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else None
-            self.limit = float(info.max) if info is not None else 0.0
+        # the range JSON numbers must fall in (None: any; integers compared exactly)
+        self.bounds: tuple[float, float] | tuple[int, int] | None = None
+        if self.dtype.kind == "f" and self.dtype.itemsize < 8:
+            limit = _FLOAT32_MAX if datatype == "FP32" else float(np.finfo(self.dtype).max)
+            self.bounds = (-limit, limit)
+        elif self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            self.bounds = (int(info.min), int(info.max))
 
 
 def compile_decoder(
@@ -192,18 +195,14 @@ def _from_json(data: Any, spec: _Input, count: int, shape: list[int]) -> np.ndar
         return None
     if arr.size != count or arr.dtype.kind not in _JSON_KINDS[spec.dtype.kind]:
         return None
-    if count:
+    bounds = spec.bounds
+    if count and bounds is not None:
         if arr.ndim == 1 and count <= 64:  # Python's max beats two numpy reductions
             hi, lo = max(data), min(data)
         else:
             hi, lo = arr.max(), arr.min()
-        if spec.dtype.kind == "f":
-            if spec.dtype.itemsize < 8 and max(hi, -lo) > spec.limit:
-                return None
-        else:
-            info = np.iinfo(spec.dtype)
-            if lo < info.min or hi > info.max:
-                return None
+        if lo < bounds[0] or hi > bounds[1]:
+            return None
     return arr.astype(spec.dtype, copy=False).reshape(shape)
 
 

@@ -159,12 +159,12 @@ class RestApp:
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
+            raise self._too_large()
         msg = await receive()
         if msg["type"] == "http.request" and not msg.get("more_body"):
             body: bytes = msg.get("body", b"")  # the whole body in one message (common)
             if len(body) > self.max_body:
-                raise PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
+                raise self._too_large()
             encoding = headers.get(b"content-encoding")
             return body if encoding is None else self._decoded(body, encoding)
         chunks, size = [], 0
@@ -174,12 +174,15 @@ class RestApp:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                raise PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
+                raise self._too_large()
             chunks.append(chunk)
             if not msg.get("more_body"):
                 break
             msg = await receive()
         return self._decoded(b"".join(chunks), headers.get(b"content-encoding", b""))
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body over the {self.max_body}-byte limit")
 
     def _decoded(self, body: bytes, encoding: bytes) -> bytes:
         encoding = encoding.strip().lower()
@@ -224,14 +227,12 @@ class RestApp:
             )
         response = await self.dp.infer(name, version, request, loaded=loaded, validated=validated)
         out, json_len, ctype = v2.encode_response(response, request)
-        if json_len is None:
-            return 200, out, _CONTENT_TYPES.get(ctype) or ctype.encode(), []
-        return (
-            200,
-            out,
-            _CONTENT_TYPES.get(ctype) or ctype.encode(),
-            [(b"inference-header-content-length", str(json_len).encode())],
+        extra = (
+            []
+            if json_len is None
+            else [(b"inference-header-content-length", str(json_len).encode())]
         )
+        return 200, out, _CONTENT_TYPES.get(ctype) or ctype.encode(), extra
 
     async def _route(
         self, scope: Scope, headers: dict[bytes, bytes], receive: Receive

@@ -48,12 +48,7 @@ class VersionStats:
         self.compute_infer.ns += compute_ns
         self.inference_count += rows
         if not batched:  # batched executions are counted once, by record_batch
-            self.execution_count += 1
-            d = self.batches.get(rows)
-            if d is None:
-                d = self.batches[rows] = Duration()
-            d.count += 1
-            d.ns += compute_ns
+            self.record_batch(rows, compute_ns)
         self.last_inference_ns = time.time_ns()
 
     def record_batch(self, rows: int, compute_ns: int) -> None:
