@@ -145,9 +145,11 @@ class DataPlane:
         since), and ``validated`` says its request came from that version's compiled
         decoder, which validates as it decodes.
         """
-        t0 = time.perf_counter_ns()
         if loaded is None:
             loaded = self.manager.resolve(name, version)
+        if loaded.run_inline:
+            return self.infer_inline(name, loaded, request, protocol, validated)
+        t0 = time.perf_counter_ns()
         if request.id is None:  # every answer carries an id, for feedback
             request.id = f"{self._id_prefix}{next(self._ids):x}"
         timing: Timing | None = None
@@ -156,49 +158,65 @@ class DataPlane:
         try:
             if not validated:
                 request = loaded.validate(request)  # once, before any model code
-            executor = loaded.executor
-            if loaded.run_inline:
-                # a microsecond model: no coroutine, no task, no timer
-                outputs, compute_ns = executor.run_inline(request.inputs)
-                queue_ns = 0
-            else:
-                timeout = (
-                    timeout_s
-                    or _timeout_parameter(request)
-                    or loaded.timeout_s
-                    or self.config.request_timeout_s
-                )
-                try:
-                    async with asyncio.timeout(timeout):
-                        outputs, timing = await executor.submit(request.inputs)
-                except TimeoutError as e:
-                    raise DeadlineExceeded(f"inference did not finish within {timeout:g}s") from e
-                queue_ns, compute_ns = timing.queue_ns, timing.compute_ns
-            full_outputs = outputs
-            if request.outputs is not None:
-                outputs = _select(outputs, [o.name for o in request.outputs])
-            response = InferenceResponse(name, loaded.version_str, outputs, request.id, {})
+            timeout = (
+                timeout_s
+                or _timeout_parameter(request)
+                or loaded.timeout_s
+                or self.config.request_timeout_s
+            )
+            try:
+                async with asyncio.timeout(timeout):
+                    outputs, timing = await loaded.executor.submit(request.inputs)
+            except TimeoutError as e:
+                raise DeadlineExceeded(f"inference did not finish within {timeout:g}s") from e
+            response = _response(name, loaded, request, outputs)
         except ModelportError as e:
-            loaded.stats.record_failure(time.perf_counter_ns() - t0)
-            vm = loaded.monitor
-            if vm is not None:
-                vm.observe(
-                    loaded.counters[protocol],
-                    request.id,
-                    request.inputs,
-                    None,
-                    int(e.http_status),
-                    time.perf_counter_ns() - t0,
-                    timing.queue_ns if timing else None,
-                    timing.compute_ns if timing else None,
-                )
-                reason = _REJECTED.get(type(e))
-                if reason is not None and self.monitor is not None:
-                    self.monitor.metrics.observe_rejected(name, reason)
+            self._failed(name, loaded, request, e, t0, timing, protocol)
             raise
         finally:
             self.inflight -= 1
             loaded.inflight -= 1
+        self._succeeded(loaded, request, outputs, t0, timing.queue_ns, timing.compute_ns, protocol)
+        return response
+
+    def infer_inline(
+        self,
+        name: str,
+        loaded: LoadedVersion,
+        request: InferenceRequest,
+        protocol: str = "rest",
+        validated: bool = False,
+    ) -> InferenceResponse:
+        """Run a request of an inline model (``loaded.run_inline``: microseconds of
+        compute, no batching) now, on the calling thread.
+
+        Nothing here awaits, so no version swap or shutdown can interleave: in-flight
+        counting, the queue and the timeout have nothing to guard.
+        """
+        t0 = time.perf_counter_ns()
+        if request.id is None:
+            request.id = f"{self._id_prefix}{next(self._ids):x}"
+        try:
+            if not validated:
+                request = loaded.validate(request)
+            outputs, compute_ns = loaded.executor.run_inline(request.inputs)
+            response = _response(name, loaded, request, outputs)
+        except ModelportError as e:
+            self._failed(name, loaded, request, e, t0, None, protocol)
+            raise
+        self._succeeded(loaded, request, outputs, t0, 0, compute_ns, protocol)
+        return response
+
+    def _succeeded(
+        self,
+        loaded: LoadedVersion,
+        request: InferenceRequest,
+        outputs: dict[str, np.ndarray],
+        t0: int,
+        queue_ns: int,
+        compute_ns: int,
+        protocol: str,
+    ) -> None:
         total = time.perf_counter_ns() - t0
         rows = _rows(request.inputs)
         batched = loaded.batching.enabled
@@ -209,14 +227,40 @@ class DataPlane:
                 loaded.counters[protocol],
                 request.id,
                 request.inputs,
-                full_outputs,
+                outputs,  # all of them, whatever the request asked to get back
                 200,
                 total,
                 queue_ns,
                 compute_ns,
                 0 if batched else rows,  # batched executions are counted by the batcher
             )
-        return response
+
+    def _failed(
+        self,
+        name: str,
+        loaded: LoadedVersion,
+        request: InferenceRequest,
+        e: ModelportError,
+        t0: int,
+        timing: Timing | None,
+        protocol: str,
+    ) -> None:
+        loaded.stats.record_failure(time.perf_counter_ns() - t0)
+        vm = loaded.monitor
+        if vm is not None:
+            vm.observe(
+                loaded.counters[protocol],
+                request.id,
+                request.inputs,
+                None,
+                int(e.http_status),
+                time.perf_counter_ns() - t0,
+                timing.queue_ns if timing else None,
+                timing.compute_ns if timing else None,
+            )
+            reason = _REJECTED.get(type(e))
+            if reason is not None and self.monitor is not None:
+                self.monitor.metrics.observe_rejected(name, reason)
 
     # ---------------------------------------------------------------- statistics
 
@@ -285,6 +329,14 @@ _REJECTED: dict[type[ModelportError], str] = {
     Unavailable: "queue_full",
     DeadlineExceeded: "deadline",
 }
+
+
+def _response(
+    name: str, loaded: LoadedVersion, request: InferenceRequest, outputs: dict[str, np.ndarray]
+) -> InferenceResponse:
+    if request.outputs is not None:
+        outputs = _select(outputs, [o.name for o in request.outputs])
+    return InferenceResponse(name, loaded.version_str, outputs, request.id, {})
 
 
 def _select(outputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

@@ -26,10 +26,11 @@ from modelport.core.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from modelport.core.types import validate_name
+from modelport.core.types import InferenceRequest, InferenceResponse, validate_name
 from modelport.protocol import tfserving, v2
 from modelport.security.asgi import check_browser_headers
 from modelport.serving.dataplane import DataPlane
+from modelport.serving.manager import LoadedVersion
 from modelport.serving.openapi import docs_html, openapi_document
 
 log = logging.getLogger("modelport.rest")
@@ -37,6 +38,11 @@ log = logging.getLogger("modelport.rest")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: (status, body, content type, extra headers) of a route
+Result = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]
+#: (status, headers, body) of a response, ready to send
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 JSON = b"application/json"
 ALLOWED_BODY_TYPES = {
@@ -83,7 +89,7 @@ class RestApp:
         self.metrics = metrics
         self._openapi = orjson.dumps(openapi_document())
         # raw paths already parsed as a served model's infer route: (name, version)
-        self._infer_routes: dict[bytes, tuple[str, str | None]] = {}
+        self.infer_routes: dict[bytes, tuple[str, str | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -102,21 +108,62 @@ class RestApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = dict(scope["headers"])
-        status, body, ctype = 200, b"", JSON
-        extra: list[tuple[bytes, bytes]] = []
         try:
             if self._browser_checks:
                 self._check_browser(scope["method"], headers)
-            status, body, ctype, extra = await self._route(scope, headers, receive)
-        except ModelportError as e:
-            status, body = int(e.http_status), orjson.dumps({"error": e.message})
-            if isinstance(e, Unavailable):
-                extra = [(b"retry-after", b"1")]
-        except HttpError as e:
-            status, body = e.status, orjson.dumps({"error": e.message})
-        except Exception:
-            log.exception("internal error on %s %s", scope["method"], scope["path"])
-            status, body = 500, b'{"error":"internal server error"}'
+            result = await self._route(scope, headers, receive)
+        except Exception as e:
+            result = self._error(e, scope["method"], scope["path"])
+        status, out, body = self._respond(result, headers)
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    def infer_now(
+        self, raw_path: bytes, header_list: list[tuple[bytes, bytes]], body: bytes
+    ) -> Response | None:
+        """The whole answer to ``POST raw_path`` with ``body``, computed now, when the
+        path is a known infer route of an inline model (``LoadedVersion.run_inline``)
+        and the body came uncompressed; None otherwise (the ASGI path takes it).
+
+        The HTTP listener calls this as soon as a request has arrived, with no task,
+        no ASGI messages and one write (:mod:`modelport.serving.http_inline`): the same
+        checks, codecs, statistics and errors as :meth:`_infer`.
+        """
+        route = self.infer_routes.get(raw_path)
+        if route is None:
+            return None
+        name, version = route
+        try:
+            loaded = self.dp.manager.resolve(name, version)
+        except ModelportError:
+            return None  # the general path words the error
+        headers = dict(header_list)
+        if not loaded.run_inline or b"content-encoding" in headers:
+            return None
+        try:
+            if self._browser_checks:
+                self._check_browser("POST", headers)
+            self._check_type(headers)
+            if len(body) > self.max_body:
+                raise self._too_large()
+            result = self._run_inline(name, loaded, headers, body)
+        except Exception as e:
+            result = self._error(e, "POST", raw_path.decode("latin-1"))
+        return self._respond(result, headers)
+
+    def _error(self, e: Exception, method: str, path: str) -> Result:
+        if isinstance(e, ModelportError):
+            extra = [(b"retry-after", b"1")] if isinstance(e, Unavailable) else []
+            return int(e.http_status), orjson.dumps({"error": e.message}), JSON, extra
+        if isinstance(e, HttpError):
+            return e.status, orjson.dumps({"error": e.message}), JSON, []
+        log.error("internal error on %s %s", method, path, exc_info=e)
+        return 500, b'{"error":"internal server error"}', JSON, []
+
+    def _respond(self, result: Result, headers: dict[bytes, bytes]) -> Response:
+        """Status, response headers and body: compressed when the client accepts it and
+        the body is large, ``connection: close`` while draining."""
+        status, body, ctype, extra = result
         if not self.dp.accepting:  # draining: let clients move to other replicas
             extra = [*extra, (b"connection", b"close")]
         accept = headers.get(b"accept-encoding", b"")
@@ -124,18 +171,8 @@ class RestApp:
             body, enc = _compress(body, accept)
             if enc:
                 extra = [*extra, (b"content-encoding", enc)]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", ctype),
-                    (b"content-length", str(len(body)).encode()),
-                    *extra,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        out = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), *extra]
+        return status, out, body
 
     def _check_browser(self, method: str, headers: dict[bytes, bytes]) -> None:
         host = headers.get(b"host")
@@ -210,36 +247,31 @@ class RestApp:
 
     async def _infer(
         self, name: str, version: str | None, headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    ) -> Result:
         """``POST /v2/models/{name}[/versions/{version}]/infer``: the hot path."""
         self._check_type(headers)
         manager = self.dp.manager
         manager.resolve(name, version)  # unknown model: 404 before reading the body
         body = await self._read_body(headers, receive)
-        hlen = v2.parse_header_length(headers.get(b"inference-header-content-length"), len(body))
         # resolved again: the version may have moved while the body arrived
         loaded = manager.resolve(name, version)
-        request = loaded.decode_v2(body, hlen)  # the common request, validated as decoded
-        validated = request is not None
-        if request is None:  # anything else, and every error, takes the general path
-            request = v2.decode_request(
-                body, hlen, signature=loaded.signature if hlen == 0 else None
-            )
+        if loaded.run_inline:
+            return self._run_inline(name, loaded, headers, body)
+        request, validated = _decode(loaded, headers, body)
         response = await self.dp.infer(name, version, request, loaded=loaded, validated=validated)
-        out, json_len, ctype = v2.encode_response(response, request)
-        extra = (
-            []
-            if json_len is None
-            else [(b"inference-header-content-length", str(json_len).encode())]
-        )
-        return 200, out, _CONTENT_TYPES.get(ctype) or ctype.encode(), extra
+        return _encode(response, request)
 
-    async def _route(
-        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    def _run_inline(
+        self, name: str, loaded: LoadedVersion, headers: dict[bytes, bytes], body: bytes
+    ) -> Result:
+        request, validated = _decode(loaded, headers, body)
+        response = self.dp.infer_inline(name, loaded, request, validated=validated)
+        return _encode(response, request)
+
+    async def _route(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Result:
         method: str = scope["method"]
         raw = scope.get("raw_path") or scope["path"].encode()
-        route = self._infer_routes.get(raw)
+        route = self.infer_routes.get(raw)
         if route is not None and method == "POST":  # a known model's infer path
             return await self._infer(route[0], route[1], headers, receive)
         path = raw.split(b"?", 1)[0].decode("latin-1")
@@ -268,7 +300,7 @@ class RestApp:
         receive: Receive,
         visible: Callable[[str], bool],
         raw_path: bytes,
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    ) -> Result:
         dp = self.dp
         n = len(parts)
         if n == 0 or parts == [""]:
@@ -305,8 +337,8 @@ class RestApp:
             raise HttpError(404, "Not Found")
         if action == "infer":
             _need(method, "POST")
-            if name in dp.manager.models and len(self._infer_routes) < _MAX_ROUTES:
-                self._infer_routes[raw_path] = (name, version)
+            if name in dp.manager.models and len(self.infer_routes) < _MAX_ROUTES:
+                self.infer_routes[raw_path] = (name, version)
             return await self._infer(name, version, headers, receive)
         if action == "feedback" and dp.monitor is not None:
             _need(method, "POST")
@@ -339,7 +371,7 @@ class RestApp:
         headers: dict[bytes, bytes],
         receive: Receive,
         visible: Callable[[str], bool],
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    ) -> Result:
         _need(method, "POST")
         if len(parts) >= 2 and parts[0] == "models":
             _name(parts[1])  # a traversal or malformed name is a 400 on every route
@@ -365,7 +397,7 @@ class RestApp:
 
     async def _tfs(
         self, method: str, parts: list[str], headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    ) -> Result:
         """/v1/models/{m}[/versions/{v}|/labels/{l}][:predict|/metadata]"""
         last = parts[-1]
         verb = ""
@@ -405,6 +437,27 @@ class RestApp:
 # -------------------------------------------------------------------- helpers
 
 
+def _decode(
+    loaded: LoadedVersion, headers: dict[bytes, bytes], body: bytes
+) -> tuple[InferenceRequest, bool]:
+    """The V2 request in ``body`` and whether it is validated already: the version's
+    compiled decoder takes the common request; anything else, and every error, takes
+    the general decoder (validated later, by the data plane)."""
+    hlen = v2.parse_header_length(headers.get(b"inference-header-content-length"), len(body))
+    request = loaded.decode_v2(body, hlen)
+    if request is not None:
+        return request, True
+    return v2.decode_request(body, hlen, signature=loaded.signature if hlen == 0 else None), False
+
+
+def _encode(response: InferenceResponse, request: InferenceRequest) -> Result:
+    out, json_len, ctype = v2.encode_response(response, request)
+    extra = []
+    if json_len is not None:
+        extra.append((b"inference-header-content-length", str(json_len).encode()))
+    return 200, out, _CONTENT_TYPES.get(ctype) or ctype.encode(), extra
+
+
 def _everything(_name: str) -> bool:
     return True
 
@@ -415,7 +468,7 @@ def _visible(scope: Scope) -> Callable[[str], bool]:
     return _everything if principal is None else principal.may_access  # type: ignore[no-any-return]
 
 
-def _json(data: Any, status: int = 200) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+def _json(data: Any, status: int = 200) -> Result:
     return status, orjson.dumps(data), JSON, []
 
 

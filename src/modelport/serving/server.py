@@ -35,6 +35,8 @@ log = logging.getLogger("modelport.serving")
 def _uvicorn_server(app: ServingApp, sock: socket.socket, tls: TlsFiles | None) -> Any:
     import uvicorn
 
+    from modelport.serving.http_inline import protocol_class
+
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:  # signals are ours (graceful order)
@@ -42,7 +44,7 @@ def _uvicorn_server(app: ServingApp, sock: socket.socket, tls: TlsFiles | None) 
 
     cfg = uvicorn.Config(
         app.asgi,
-        http="httptools",
+        http=protocol_class(app.rest, app.asgi),
         loop="none",
         lifespan="off",
         access_log=False,

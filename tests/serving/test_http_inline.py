@@ -1,0 +1,221 @@
+"""The HTTP listener's inline infer path (serving/http_inline.py), over raw sockets.
+
+Requests to a known infer route of an inline model are answered on the parser's
+callback with one write; everything else takes uvicorn's ASGI path. These tests check
+that both paths give the same answers and that HTTP/1.1 still holds: pipelining, bodies
+in pieces, large and compressed bodies, HTTP/1.0, draining.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from tests.serving.conftest import Served, start_thread_server
+
+from modelport.core.config import Settings
+from modelport.serving.http_inline import INLINE_BODY_MAX, protocol_class
+from modelport.serving.rest import RestApp
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def infer_body(rows: int = 1, datatype: str = "FP32") -> bytes:
+    data = ROW * rows
+    return json.dumps(
+        {"inputs": [{"name": "X", "shape": [rows, 4], "datatype": datatype, "data": data}]}
+    ).encode()
+
+
+def post(path: str, body: bytes, version: str = "1.1", **headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/{version}", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+def port_of(served: Served) -> int:
+    return int(served.url.rsplit(":", 1)[1])
+
+
+def exchange(
+    port: int, pieces: list[bytes], answers: int, pause: float = 0.0
+) -> tuple[list[tuple[int, dict[str, str], bytes]], bool]:
+    """Send ``pieces`` (``pause`` seconds apart) on one connection and read ``answers``
+    responses; also returns whether the server then closed the connection."""
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for piece in pieces:
+            s.sendall(piece)
+            time.sleep(pause)
+        buf = b""
+        while len(out) < answers:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                head, rest = buf[:end].decode("latin-1"), buf[end + 4 :]
+                status_line, *lines = head.split("\r\n")
+                headers = {
+                    k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines)
+                }
+                size = int(headers["content-length"])
+                if len(rest) >= size:
+                    out.append((int(status_line.split()[1]), headers, rest[:size]))
+                    buf = rest[size:]
+                    continue
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        s.settimeout(0.2)
+        try:
+            closed = s.recv(1) == b""
+        except TimeoutError:
+            closed = False
+    return out, closed
+
+
+@pytest.fixture
+def spy(server: Served) -> Iterator[list[Any]]:
+    """Every answer the inline path gave (None: handed to the ASGI path)."""
+    assert server.handle is not None
+    rest = server.handle.app.rest
+    real = rest.infer_now
+    seen: list[Any] = []
+
+    def infer_now(*args: Any) -> Any:
+        seen.append(answer := real(*args))
+        return answer
+
+    rest.infer_now = infer_now  # type: ignore[method-assign]
+    httpx.post(server.url + "/v2/models/iris/infer", content=infer_body())  # route known
+    seen.clear()
+    yield seen
+    rest.infer_now = real  # type: ignore[method-assign]
+
+
+def outputs(body: bytes) -> dict[str, Any]:
+    return {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
+
+
+def test_inline_answer_equals_the_asgi_answer(server: Served, spy: list[Any]):
+    port = port_of(server)
+    [(status, headers, body)], closed = exchange(
+        port, [post("/v2/models/iris/infer", infer_body(3))], 1
+    )
+    assert status == 200 and not closed
+    assert spy and spy[-1] is not None  # answered inline
+    assert headers["content-type"] == "application/json"
+    assert {"date", "server"} <= set(headers)  # uvicorn's own headers, as on the ASGI path
+    # the same request by a path the inline route table has not seen: the ASGI path
+    [(status2, _, body2)], _ = exchange(
+        port, [post("/v2/models/iris/versions/2/infer", infer_body(3))], 1
+    )
+    assert status2 == 200
+    a, b = outputs(body), outputs(body2)
+    assert a.keys() == b.keys()
+    assert np.allclose(np.asarray(a["probabilities"]), np.asarray(b["probabilities"]), atol=0.2)
+
+
+def test_errors_and_statistics_on_the_inline_path(server: Served, spy: list[Any]):
+    port = port_of(server)
+    stats_url = server.url + "/v2/models/iris/versions/2/stats"
+
+    def counts() -> tuple[int, int]:
+        s = httpx.get(stats_url).json()["model_stats"][0]["inference_stats"]
+        return s["success"]["count"], s["fail"]["count"]
+
+    ok0, fail0 = counts()
+    bad_shape = json.dumps(
+        {"inputs": [{"name": "X", "shape": [1, 5], "datatype": "FP32", "data": [1] * 5}]}
+    ).encode()
+    pieces = [
+        post("/v2/models/iris/infer", infer_body()),
+        post("/v2/models/iris/infer", bad_shape),
+        post("/v2/models/iris/infer", b"{"),
+        post("/v2/models/iris/infer", infer_body(), content_type="text/xml"),
+        post("/v2/models/iris/infer", infer_body(datatype="BOOL")),
+    ]
+    answers, _ = exchange(port, pieces, len(pieces), pause=0.05)
+    assert [a[0] for a in answers] == [200, 400, 400, 415, 400]
+    for _, headers, body in answers[1:]:
+        assert headers["content-type"] == "application/json"
+        assert set(json.loads(body)) == {"error"}
+    assert len(spy) == len(pieces) and all(a is not None for a in spy)
+    ok1, fail1 = counts()
+    assert ok1 - ok0 == 1
+    assert fail1 - fail0 == 1  # the wrong shape; what cannot be decoded reaches no version
+
+
+def test_pipelined_requests_are_answered_in_order(server: Served, spy: list[Any]):
+    one = post("/v2/models/iris/infer", infer_body(1))
+    two = post("/v2/models/iris/infer", infer_body(2))
+    pieces = [one + get("/v2/health/ready") + two + post("/v2/models/iris/infer", b"{") + one]
+    answers, closed = exchange(port_of(server), pieces, 5)
+    assert [a[0] for a in answers] == [200, 200, 200, 400, 200]
+    assert json.loads(answers[1][2]) == {"ready": True}
+    assert [len(outputs(a[2])["label"]) for a in (answers[0], answers[2], answers[4])] == [1, 2, 1]
+    assert not closed
+
+
+def test_body_arriving_in_pieces(server: Served, spy: list[Any]):
+    request = post("/v2/models/iris/infer", infer_body(5))
+    cut = request.index(b"\r\n\r\n") + 10
+    pieces = [request[:20], request[20:cut], request[cut:-7], request[-7:]]
+    [(status, _, body)], _ = exchange(port_of(server), pieces, 1, pause=0.05)
+    assert status == 200 and len(outputs(body)["label"]) == 5
+    assert spy[-1] is not None
+
+
+def test_large_and_compressed_bodies_take_the_asgi_path(server: Served, spy: list[Any]):
+    rows = INLINE_BODY_MAX // 16 + 100
+    big = infer_body(rows)
+    assert len(big) > INLINE_BODY_MAX
+    packed = gzip.compress(infer_body(4))
+    pieces = [
+        post("/v2/models/iris/infer", big),
+        post("/v2/models/iris/infer", packed, content_encoding="gzip"),
+    ]
+    answers, _ = exchange(port_of(server), pieces, 2, pause=0.05)
+    assert [a[0] for a in answers] == [200, 200]
+    assert len(outputs(answers[0][2])["label"]) == rows
+    assert len(outputs(answers[1][2])["label"]) == 4
+    assert spy == [None]  # the gzip one was offered and handed on; the large one never
+
+
+def test_http10_request_is_answered_and_closed(server: Served, spy: list[Any]):
+    request = post("/v2/models/iris/infer", infer_body(), version="1.0")
+    [(status, headers, _)], closed = exchange(port_of(server), [request], 1)
+    assert status == 200
+    assert headers.get("connection") == "close"
+    assert closed
+
+
+def test_draining_server_closes_connections_after_the_answer(serving_home: Settings):
+    thread, served = start_thread_server(serving_home, models=[{"ref": "iris"}])
+    try:
+        assert served.handle is not None
+        path = "/v2/models/iris/infer"
+        assert httpx.post(served.url + path, content=infer_body()).status_code == 200
+        served.handle.app.dataplane.stop_accepting()
+        [(status, headers, _)], closed = exchange(port_of(served), [post(path, infer_body())], 1)
+        assert status == 200
+        assert headers.get("connection") == "close"
+        assert closed
+    finally:
+        thread.stop()
+
+
+def test_authentication_keeps_every_request_on_the_asgi_path():
+    rest = object.__new__(RestApp)
+    assert protocol_class(rest, object()) == "httptools"  # a middleware in front
+    assert protocol_class(rest, rest) != "httptools"
