@@ -112,8 +112,10 @@ def test_inline_answer_equals_the_asgi_answer(server: Served, spy: list[Any]):
     [(status, headers, body)], closed = exchange(
         port, [post("/v2/models/iris/infer", infer_body(3))], 1
     )
-    assert status == 200 and not closed
-    assert spy and spy[-1] is not None  # answered inline
+    assert status == 200
+    assert not closed
+    assert spy
+    assert spy[-1] is not None
     assert headers["content-type"] == "application/json"
     assert {"date", "server"} <= set(headers)  # uvicorn's own headers, as on the ASGI path
     # the same request by a path the inline route table has not seen: the ASGI path
@@ -150,7 +152,8 @@ def test_errors_and_statistics_on_the_inline_path(server: Served, spy: list[Any]
     for _, headers, body in answers[1:]:
         assert headers["content-type"] == "application/json"
         assert set(json.loads(body)) == {"error"}
-    assert len(spy) == len(pieces) and all(a is not None for a in spy)
+    assert len(spy) == len(pieces)
+    assert all(a is not None for a in spy)
     ok1, fail1 = counts()
     assert ok1 - ok0 == 1
     assert fail1 - fail0 == 1  # the wrong shape; what cannot be decoded reaches no version
@@ -172,7 +175,8 @@ def test_body_arriving_in_pieces(server: Served, spy: list[Any]):
     cut = request.index(b"\r\n\r\n") + 10
     pieces = [request[:20], request[20:cut], request[cut:-7], request[-7:]]
     [(status, _, body)], _ = exchange(port_of(server), pieces, 1, pause=0.05)
-    assert status == 200 and len(outputs(body)["label"]) == 5
+    assert status == 200
+    assert len(outputs(body)["label"]) == 5
     assert spy[-1] is not None
 
 
