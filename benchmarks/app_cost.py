@@ -2,7 +2,9 @@
 
 The same ASGI call a server makes for ``POST /v2/models/tabular/infer`` — routing,
 reading the body, decoding, validation, the model, statistics, monitoring, encoding —
-timed in a loop against the bare endpoint's application. Minimum over many short runs,
+timed in a loop against the bare endpoint's application; and the listener's inline path
+(``RestApp.infer_now``, what the HTTP listener calls for an inline model instead of the
+ASGI application). Minimum over many short runs,
 so the figure holds on a busy machine; the difference between the rows is what each
 feature costs a request, without the HTTP server and kernel time both pay alike.
 """
@@ -60,6 +62,21 @@ def _asgi_call(app: Any, body: bytes, headers: dict[str, str]) -> Callable[[], A
     return call
 
 
+def _inline_call(app: Any, body: bytes, headers: dict[str, str]) -> Callable[[], Awaitable[None]]:
+    raw = [(b"host", b"127.0.0.1:8000"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    path = b"/v2/models/tabular/infer"
+    rest = app.rest
+    rest.infer_routes[path] = ("tabular", None)  # as after the route's first request
+
+    async def call() -> None:
+        answer = rest.infer_now(path, raw, body)
+        if answer is None or answer[0] != 200:
+            raise RuntimeError("the benchmark request failed")
+
+    return call
+
+
 async def _measure(
     home: Path, model: Path, requests: dict[str, tuple[bytes, dict[str, str]]]
 ) -> dict[str, dict[str, float]]:
@@ -87,6 +104,7 @@ async def _measure(
             vm.enabled = False  # no drift window, feedback or payload log
         apps.append(app)
         variants[label] = app.asgi
+    inline = apps[-1]  # the defaults
     gc.collect()
     gc.freeze()  # as the server does
     out: dict[str, dict[str, float]] = {}
@@ -95,6 +113,10 @@ async def _measure(
         for point, (body, headers) in requests.items():
             # the first run also fills the feedback store and drift window to steady state
             out[label][point] = await _per_request_us(_asgi_call(app, body, headers))
+    label = "modelport (defaults), inline"
+    out[label] = {}
+    for point, (body, headers) in requests.items():
+        out[label][point] = await _per_request_us(_inline_call(inline, body, headers))
     for app in apps:
         await app.close()
     return out
