@@ -597,3 +597,64 @@ def test_cheapest_plan_is_picked_and_empty_ones_skipped():
     assert _cheapest(problem, None, on_big, on_small) == on_small
     assert _cheapest(problem, on_small, {(0, 3): 2}) == on_small  # first on ties
     assert _cheapest(problem, None, {}) is None
+
+
+def _hint_is_feasible(problem: Problem, units: list[list[int]], counts: dict) -> bool:
+    from modelport.deploy import cpsat, placement
+
+    b = cpsat.build(problem, units)
+    placement._hint(problem, b, counts)
+    s = cpsat.cp_model().CpSolver()
+    s.parameters.fix_variables_to_their_hinted_value = True
+    s.parameters.max_time_in_seconds = 5
+    return s.solve(b.model) in (cpsat.cp_model().OPTIMAL, cpsat.cp_model().FEASIBLE)
+
+
+def test_hints_put_replicas_of_identical_nodes_in_fleet_order():
+    """The per-node model uses identical nodes in fleet order; a plan that uses a later
+    one is moved onto the first before it is given as a hint (else CP-SAT drops it)."""
+    from modelport.deploy import placement
+
+    nodes = tuple(Node(f"n{k}", "cloud", 4, 8192, 0.2, "eu") for k in range(3))
+    d = Deployment("m", "m:1", ReplicaProfile(2, 4096, 100), {"eu": 150}, 100)
+    problem = Problem(nodes, (), (d,))
+    singles = [[0], [1], [2]]
+    plan = {(0, 2): 2}  # the last of three identical nodes
+    assert placement._in_fleet_order(problem, placement.cpsat.build(problem, singles), plan) == {
+        (0, 0): 2
+    }
+    assert _hint_is_feasible(problem, singles, plan)
+
+
+def test_headroom_keeps_a_share_of_each_group_free():
+    """A grouped unit with headroom holds fewer replicas than its nodes' total capacity
+    (not a relaxation any more); single-node units keep their full capacity."""
+    from modelport.deploy import cpsat
+
+    nodes = tuple(Node(f"n{k}", "cloud", 16, 16_384, 0.2, "eu") for k in range(2))
+    d = Deployment("m", "m:1", ReplicaProfile(0.5, 1024, 10), {"eu": 320}, 100)
+    problem = Problem(nodes, (), (d,))  # 32 replicas fill both nodes exactly
+    cp = cpsat.cp_model()
+    for units, headroom, feasible in (
+        ([[0, 1]], 0.0, True),
+        ([[0, 1]], 0.015, False),
+        ([[0], [1]], 0.015, True),
+    ):
+        b = cpsat.build(problem, units, headroom=headroom)
+        s = cp.CpSolver()
+        s.parameters.max_time_in_seconds = 5
+        assert (s.solve(b.model) != cp.INFEASIBLE) is feasible, (units, headroom)
+
+
+def test_exact_packing_of_a_group_fills_the_first_nodes_first():
+    from modelport.deploy.packing import _exact
+
+    nodes = tuple(Node(f"n{k}", "cloud", 4, 8192, 0.2, "eu") for k in range(3))
+    big = Deployment("a", "a:1", ReplicaProfile(1, 5000, 10), {"eu": 20}, 100)
+    small = Deployment("b", "b:1", ReplicaProfile(1, 3000, 10), {"eu": 20}, 100)
+    problem = Problem(nodes, (), (big, small))
+    packed = _exact(problem, [0, 1, 2], {0: 2, 1: 2}, 5.0)
+    assert packed is not None
+    load = [sum(r * (5000, 3000)[d] for (d, i), r in packed.items() if i == n) for n in range(3)]
+    assert load == sorted(load, reverse=True)
+    assert sum(r for (d, _), r in packed.items() if d == 0) == 2

@@ -138,11 +138,15 @@ def build(
     *,
     only: set[int] | None = None,
     assumptions: bool = False,
+    headroom: float = 0.0,
 ) -> Model:
     """The model over ``units`` (restricted to deployment indexes ``only``).
 
     With ``assumptions``, each deployment's demand and ``min_replicas`` constraints are
-    enforced by a literal, so an infeasible core names deployments.
+    enforced by a literal, so an infeasible core names deployments. ``headroom`` keeps
+    that share of each grouped unit's cores and memory free, so its replicas pack onto
+    its nodes more easily; such a model is no longer a relaxation (its bound means
+    nothing).
     """
     cp = cp_model()
     b = Model(cp.CpModel(), [list(u) for u in units])
@@ -177,7 +181,7 @@ def build(
             for c in cons:
                 c.only_enforce_if(lit)
     for k, items in sorted(per_unit.items()):
-        _unit(problem, b, k, items)
+        _unit(problem, b, k, items, headroom if len(b.units[k]) > 1 else 0.0)
     _order_mirrors(problem, b)
     return b
 
@@ -229,18 +233,21 @@ def _deployment(problem: Problem, b: Model, d: Deployment, xs: list[tuple[int, A
     return cons
 
 
-def _unit(problem: Problem, b: Model, k: int, items: list[tuple[int, Any]]) -> None:
+def _unit(
+    problem: Problem, b: Model, k: int, items: list[tuple[int, Any]], headroom: float
+) -> None:
     m, node = b.model, problem.nodes[b.units[k][0]]
     u = b.u[k]
+    keep = 1.0 - headroom
     deps = problem.deployments
     profiles = [(problem.profile_on(deps[di], node), v) for di, v in items]
     m.add(
         sum(math.ceil(p.cpu * CPU_SCALE - 1e-6) * v for p, v in profiles)
-        <= math.floor(node.cpu * CPU_SCALE + 1e-6) * u
+        <= math.floor(node.cpu * keep * CPU_SCALE + 1e-6) * u
     )
     m.add(
         sum(math.ceil(p.memory_mb - 1e-6) * v for p, v in profiles)
-        <= math.floor(node.memory_mb + 1e-6) * u
+        <= math.floor(node.memory_mb * keep + 1e-6) * u
     )
     if any(p.accelerators for p, _ in profiles):
         m.add(sum(p.accelerators * v for p, v in profiles) <= node.accelerators * u)

@@ -3,7 +3,8 @@
 The grouped model decides how many replicas of each deployment a group of identical
 nodes hosts and how many of its nodes are paid for; this module packs those replicas
 onto actual nodes of the group. First-fit decreasing is tried first; when it needs more
-nodes than the group model paid for, a small exact CP-SAT packing decides, and only if
+nodes than the group model paid for, a small exact CP-SAT packing decides (its nodes
+ordered by memory load, as they are interchangeable), and only if
 that proves the count impossible is one more node of the group used.
 
 Example:
@@ -16,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -108,18 +110,20 @@ def _exact(
         for i in nodes:
             z[(d, i)] = m.new_int_var(0, min(k, fit), f"z[{d},{i}]")
         m.add(sum(z[(d, i)] for i in nodes) == k)
+    loads = []
     for i in nodes:
         items = [(problem.profile_on(deps[d], node), z[(d, i)]) for d in counts]
         m.add(
             sum(math.ceil(p.cpu * 1000 - 1e-6) * v for p, v in items)
             <= math.floor(node.cpu * 1000 + 1e-6)
         )
-        m.add(
-            sum(math.ceil(p.memory_mb - 1e-6) * v for p, v in items)
-            <= math.floor(node.memory_mb + 1e-6)
-        )
+        memory = sum(math.ceil(p.memory_mb - 1e-6) * v for p, v in items)
+        m.add(memory <= math.floor(node.memory_mb + 1e-6))
+        loads.append(memory)
         if any(p.accelerators for p, _ in items):
             m.add(sum(p.accelerators * v for p, v in items) <= node.accelerators)
+    for a, b in itertools.pairwise(loads):  # the nodes are identical: fullest first
+        m.add(a >= b)
     s = cp.CpSolver()
     s.parameters.max_time_in_seconds = max(0.05, time_limit)
     s.parameters.num_workers = 1
