@@ -223,3 +223,36 @@ def test_authentication_keeps_every_request_on_the_asgi_path():
     rest = object.__new__(RestApp)
     assert protocol_class(rest, object()) == "httptools"  # a middleware in front
     assert protocol_class(rest, rest) != "httptools"
+
+
+def test_chunked_body_is_answered_inline(server: Served, spy: list[Any]):
+    body = infer_body(3)
+    head = (
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:10], body[10:])) + b"0\r\n\r\n"
+    [(status, _, answer)], closed = exchange(
+        port_of(server), [head, chunks[:7], chunks[7:]], 1, 0.05
+    )
+    assert status == 200
+    assert len(outputs(answer)["label"]) == 3
+    assert spy[-1] is not None
+    assert not closed
+
+
+def test_expect_100_continue_takes_the_asgi_path(server: Served, spy: list[Any]):
+    body = infer_body(2)
+    head = (
+        b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", port_of(server)), timeout=10) as s:
+        s.sendall(head)
+        assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            answer += s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert spy == []  # never offered to the inline path
