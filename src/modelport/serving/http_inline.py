@@ -8,11 +8,14 @@ of modelport's own work together (measured in ``benchmarks/bench_serving.py``).
 :func:`protocol_class` returns a subclass that keeps every request on uvicorn's path
 except one kind: a ``POST`` to a known infer route of an inline model
 (:meth:`RestApp.infer_now <modelport.serving.rest.RestApp.infer_now>`). Its task is
-held back until the body has arrived; then the REST adapter answers it at once, on
-the parser's callback, and the response goes out in one write. Everything else —
+held back until the body has arrived; then the REST adapter answers it from a loop
+callback (``call_soon``: the requests read in one pass of the loop are answered
+together, which measured ~20% more requests/s at concurrency 32 than answering inside
+the parser's callback), and the response goes out in one write. Everything else —
 other routes, heavy or batched models, compressed bodies, a body larger than
-``INLINE_BODY_MAX``, pipelined requests, a client that is not reading — starts the
-held task exactly as uvicorn would have, so the ASGI path answers it.
+``INLINE_BODY_MAX``, ``Expect: 100-continue``, pipelined requests behind an unanswered
+one, a client that is not reading — starts the held task exactly as uvicorn would have,
+so the ASGI path answers it.
 
 The subclass relies on three methods of uvicorn's protocol (``_start_asgi_task``,
 ``on_body``, ``on_message_complete``); when an uvicorn release lacks them,

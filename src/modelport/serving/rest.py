@@ -125,8 +125,8 @@ class RestApp:
         path is a known infer route of an inline model (``LoadedVersion.run_inline``)
         and the body came uncompressed; None otherwise (the ASGI path takes it).
 
-        The HTTP listener calls this as soon as a request has arrived, with no task,
-        no ASGI messages and one write (:mod:`modelport.serving.http_inline`): the same
+        The HTTP listener calls this once a request has arrived, with no task, no
+        ASGI messages and one write (:mod:`modelport.serving.http_inline`): the same
         checks, codecs, statistics and errors as :meth:`_infer`.
         """
         route = self.infer_routes.get(raw_path)
