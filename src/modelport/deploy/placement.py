@@ -116,8 +116,8 @@ def solve(
         return _empty(problem, "infeasible", greedy, explain.summarise(blockers), clock, info)
     units = cpsat.units(problem)
     info["groups"] = sum(1 for u in units if len(u) > 1)
-    # The greedy plan improved by closing nodes: the first hint, and the plan to keep
-    # should the search find nothing cheaper.
+    # The greedy plan improved by closing nodes: the plan to keep should the search
+    # find nothing cheaper (and the next rounds' hint while it is the cheapest).
     start = close_nodes(problem, _counts(problem, greedy.placements), clock.left() * 0.05)
     # No hint in the first round: from a greedy plan CP-SAT's search stays near it, on
     # its own it finds better plans sooner (measured on the benchmark's fleets).
