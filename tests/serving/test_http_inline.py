@@ -256,3 +256,34 @@ def test_expect_100_continue_takes_the_asgi_path(server: Served, spy: list[Any])
             answer += s.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200")
     assert spy == []  # never offered to the inline path
+
+
+def test_inline_path_over_tls(serving_home: Settings, tmp_path):
+    import ssl
+
+    from tests.security.certs import CA
+
+    ca = CA(tmp_path)
+    cert = ca.issue("server", server=True)
+    settings = Settings(home=serving_home.home, tls_cert_file=cert.cert, tls_key_file=cert.key)
+    thread, served = start_thread_server(settings, models=[{"ref": "iris"}])
+    try:
+        assert served.handle is not None
+        rest = served.handle.app.rest
+        real, seen = rest.infer_now, []
+
+        def infer_now(*args: Any) -> Any:
+            seen.append(answer := real(*args))
+            return answer
+
+        rest.infer_now = infer_now  # type: ignore[method-assign]
+        url = served.url.replace("http://", "https://") + "/v2/models/iris/infer"
+        ctx = ssl.create_default_context(cafile=str(ca.files.cert))
+        with httpx.Client(verify=ctx) as c:
+            answers = [c.post(url, content=infer_body(k)) for k in (1, 2, 3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert [len(outputs(a.content)["label"]) for a in answers] == [1, 2, 3]
+        assert len(seen) == 2  # the first request made the route known
+        assert all(a is not None for a in seen)  # the 2nd and 3rd answered inline
+    finally:
+        thread.stop()
