@@ -141,6 +141,7 @@ def solve(
     headroom = 0.0
     for round_ in range(5):
         values = _values(b, s)
+        model_cost = round(s.objective_value) if b.has_cost else 0
         counts, loose, crowded = _unpack(problem, b, values, clock)
         done: Counts | None = counts
         if loose:
@@ -153,14 +154,12 @@ def solve(
             closed = close_nodes(problem, done, min(2.0, clock.left() * 0.05))
         if _cheapest(problem, best, closed) is not best:
             best = closed
-            model_cost = round(s.objective_value) if b.has_cost else 0
             source = (b, values, model_cost) if closed == counts else None
         info["rounds"] = round_ + 1
         if best and _cost(problem, best) - bound <= gap_limit * _cost(problem, best):
             break  # proven optimal, or within the gap asked for
         if clock.left() - reserve < 3.0 or (status == cp.OPTIMAL and not crowded):
             break
-        model_cost = round(s.objective_value) if b.has_cost else 0
         lost = best and _cost(problem, best) - model_cost > LOSS * _cost(problem, best)
         if crowded and headroom and lost:
             # Packing the groups' replicas onto their nodes cost more than LOSS even

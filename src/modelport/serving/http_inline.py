@@ -92,7 +92,7 @@ def protocol_class(rest: RestApp, app: Any) -> Any:
             held = self._held
             if held is None:
                 return
-            if held[0].response_complete or self.flow.write_paused:
+            if self.flow.write_paused:  # the client is not reading: uvicorn waits for it
                 self._release()
                 return
             self.loop.call_soon(self._answer, held[0])
@@ -120,13 +120,14 @@ def protocol_class(rest: RestApp, app: Any) -> Any:
 
         def _write(self, cycle: Any, response: Response) -> None:
             status, headers, body = response
-            keep_alive = cycle.keep_alive and (b"connection", b"close") not in headers
+            closing = (b"connection", b"close") in headers  # the server is draining
+            keep_alive = cycle.keep_alive and not closing
             parts = [_STATUS[status]]
             for name, value in (*self.server_state.default_headers, *headers):
                 parts += (name, b": ", value, b"\r\n")
             if not keep_alive:
                 cycle.keep_alive = False
-                if (b"connection", b"close") not in headers:
+                if not closing:
                     parts.append(b"connection: close\r\n")
             parts += (b"\r\n", body)
             cycle.response_started = cycle.response_complete = True

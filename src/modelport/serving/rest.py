@@ -255,8 +255,6 @@ class RestApp:
         body = await self._read_body(headers, receive)
         # resolved again: the version may have moved while the body arrived
         loaded = manager.resolve(name, version)
-        if loaded.run_inline:
-            return self._run_inline(name, loaded, headers, body)
         request, validated = _decode(loaded, headers, body)
         response = await self.dp.infer(name, version, request, loaded=loaded, validated=validated)
         return _encode(response, request)
