@@ -62,16 +62,19 @@ async def build_app(
     """Build and load everything ``config`` asks for (failed loads are recorded)."""
     if registry is None:
         registry = Registry.from_settings(settings)
-    pool = ThreadPoolExecutor(
-        max_workers=config.threads or max(2, os.cpu_count() or 1),
-        thread_name_prefix="modelport-infer",
-    )
+    threads = config.threads or max(2, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="modelport-infer")
     audit = AuditLog.from_settings(settings)
     auth = Authenticator.from_settings(settings, audit=audit)
     guard = LoadGuard.from_settings(settings, audit=audit)
     monitor = Monitor(config.monitoring, home=settings.home)
     manager = ModelManager(
-        registry, pool, drain_timeout_s=config.drain_timeout_s, guard=guard, monitor=monitor
+        registry,
+        pool,
+        threads=threads,
+        drain_timeout_s=config.drain_timeout_s,
+        guard=guard,
+        monitor=monitor,
     )
     for model in model_configs(config, registry):
         await manager.add(model)

@@ -6,11 +6,15 @@ strategies:
 
 - **direct**: each request runs alone — on the event loop when the model is a
   microsecond model (a thread hand-off would cost more than the model), otherwise in
-  the thread pool, at most ``instances`` at a time.
+  the thread pool, at most ``instances`` at a time. With ``split``, a request of many
+  rows is cut along axis 0 into up to ``instances`` parts that run at once, so one big
+  request uses every instance (the same row independence batching relies on).
 - **batched**: requests queue; a collector waits up to ``max_queue_delay_us`` for more,
   merges requests with the same inner shapes and dtypes along axis 0 (up to
   ``max_batch_size`` rows, stopping early at a preferred size), runs the batch once
-  and splits the result back by row counts. Requests that cannot be merged run in
+  and splits the result back by row counts. With several instances idle, the queued
+  rows are shared out among them instead of one batch taking them all while the other
+  instances wait. Requests that cannot be merged run in
   their own batch. Results are never mixed between requests.
 
 Timing per request (queue wait, compute) is returned with the outputs, so the data
@@ -20,6 +24,7 @@ plane can keep statistics without a second clock read.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,7 +47,7 @@ class BatchingConfig:
     max_queue_delay_us: int = 500
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = 256  # pending requests beyond this are refused (503)
-    instances: int = 1  # concurrent executions of this version
+    instances: int = 1  # concurrent executions of this version (≥ 1 here; 0 in config = auto)
     execution: str = "auto"  # auto | inline | thread
 
     @property
@@ -68,6 +73,9 @@ class _Pending:
 
 #: models faster than this (median batch-1 compute) run on the event loop in "auto" mode
 INLINE_BELOW_NS = 150_000
+#: with ``split``, a request is cut into parts of at least this many rows (smaller parts
+#: lose more to the runtime's per-call cost than running at once wins)
+SPLIT_MIN_ROWS = 8
 
 
 class Executor:
@@ -80,12 +88,14 @@ class Executor:
         pool: ThreadPoolExecutor,
         *,
         inline: bool = False,
+        split: bool = False,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         self._run = run
         self.config = config
         self._pool = pool
         self.inline = inline
+        self.split = split and not inline and config.instances > 1
         self._on_batch = on_batch
         self._pending = 0  # accepted, not yet answered
         self._queue: deque[_Pending] = deque()
@@ -93,6 +103,7 @@ class Executor:
         self._collector: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(max(1, config.instances))
         self._running: set[asyncio.Task[None]] = set()  # batches in flight (kept referenced)
+        self._busy = 0  # instances running a batch
 
     @property
     def pending(self) -> int:
@@ -130,13 +141,39 @@ class Executor:
         if self.inline:
             out, compute = self.run_inline(inputs)
             return out, Timing(0, compute, _rows(inputs))
+        rows = _rows(inputs)
+        parts = min(self.config.instances, rows // SPLIT_MIN_ROWS) if self.split else 1
+        if parts > 1:
+            return await self._submit_split(inputs, rows, parts)
         t_enq = time.perf_counter_ns()
+        out, t0, t1 = await self._in_slot(inputs)
+        return out, Timing(t0 - t_enq, t1 - t0, rows)
+
+    async def _in_slot(self, inputs: Arrays) -> tuple[Arrays, int, int]:
+        """Run in the pool once an instance is free; outputs, start and end ns."""
         async with self._slots:
             loop = asyncio.get_running_loop()
             t0 = time.perf_counter_ns()
             out = await loop.run_in_executor(self._pool, self._call, inputs)
-            t1 = time.perf_counter_ns()
-        return out, Timing(t0 - t_enq, t1 - t0, _rows(inputs))
+            return out, t0, time.perf_counter_ns()
+
+    async def _submit_split(self, inputs: Arrays, rows: int, parts: int) -> tuple[Arrays, Timing]:
+        t_enq = time.perf_counter_ns()
+        spans = list(itertools.pairwise(rows * i // parts for i in range(parts + 1)))
+        ran = await asyncio.gather(
+            *(self._in_slot({k: v[a:b] for k, v in inputs.items()}) for a, b in spans)
+        )
+        outs = [out for out, _, _ in ran]
+        if not all(
+            v.ndim and v.shape[0] == b - a
+            for out, (a, b) in zip(outs, spans, strict=True)
+            for v in out.values()
+        ):  # an output without a batch axis cannot be joined: run whole from now on
+            self.split = False
+            return await self._submit_direct(inputs)
+        out = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        t0, t1 = min(r[1] for r in ran), max(r[2] for r in ran)
+        return out, Timing(t0 - t_enq, t1 - t0, rows)
 
     def _call(self, inputs: Arrays) -> Arrays:
         try:
@@ -190,6 +227,7 @@ class Executor:
                 except TimeoutError:
                     break
             batch = self._take_batch()
+            self._busy += 1
             task = asyncio.get_running_loop().create_task(self._execute(batch))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -199,11 +237,18 @@ class Executor:
         return sum(p.rows for p in self._queue if p.key == key)
 
     def _take_batch(self) -> list[_Pending]:
-        """Requests compatible with the oldest one, up to max_batch_size rows, FIFO."""
+        """Requests compatible with the oldest one, up to max_batch_size rows, FIFO.
+
+        The limit is also this batch's share of the queued rows among the idle instances
+        (this one included), so that they all get work.
+        """
+        limit = self.config.max_batch_size
+        idle = self.config.instances - self._busy
+        if idle > 1:
+            limit = min(limit, -(-self._queued_rows() // idle))
         first = self._queue.popleft()
         batch, rows = [first], first.rows
         keep: deque[_Pending] = deque()
-        limit = self.config.max_batch_size
         while self._queue:
             p = self._queue.popleft()
             if p.key == first.key and rows + p.rows <= limit:
@@ -243,6 +288,7 @@ class Executor:
                 if not p.future.done():
                     p.future.set_result((part, Timing(t0 - p.enqueued, t1 - t0, rows)))
         finally:
+            self._busy -= 1
             self._slots.release()
 
 

@@ -36,7 +36,7 @@ class ModelConfig(BaseModel):
     max_queue_delay_us: int = Field(default=500, ge=0, le=10_000_000)
     preferred_batch_sizes: list[int] = Field(default_factory=list)
     max_queue_size: int = Field(default=256, ge=1)
-    instances: int = Field(default=1, ge=1, le=64)
+    instances: int = Field(default=0, ge=0, le=64)  # concurrent runs; 0 = one per pool thread
     execution: str = Field(default="auto", pattern="^(auto|inline|thread)$")
     timeout_s: float | None = Field(default=None, gt=0)
 

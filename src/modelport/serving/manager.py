@@ -18,7 +18,7 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from modelport.core.errors import ModelportError, NotFound, Unavailable
-from modelport.core.types import DATATYPES, InferenceRequest, ModelRef, ModelSignature
+from modelport.core.types import DATATYPES, InferenceRequest, ModelRef, ModelSignature, TensorSpec
 from modelport.monitoring.metrics import RequestMetrics, resident_bytes
 from modelport.monitoring.monitor import Monitor, VersionMonitor
 from modelport.protocol.dtypes import BF16_DTYPE
@@ -138,6 +138,7 @@ class ModelManager:
         registry: VersionSource,
         pool: ThreadPoolExecutor,
         *,
+        threads: int = 1,
         drain_timeout_s: float = 30.0,
         guard: LoadGuard | None = None,
         monitor: Monitor | None = None,
@@ -146,6 +147,7 @@ class ModelManager:
         self.guard = guard
         self.monitor = monitor
         self.pool = pool
+        self.threads = threads  # the pool's size: the default instances per version
         self.drain_timeout_s = drain_timeout_s
         self.models: dict[str, ServedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -241,19 +243,26 @@ class ModelManager:
             directory, record.entry, record.signature, record.extra, record.trusted, blobs
         )
         config = model.config
+        sig = record.signature
         batching = config.batching()
-        if record.signature.inputs and any(
-            not t.shape or t.shape[0] != -1 for t in record.signature.inputs
-        ):
+        if sig.inputs and not _batch_axis(sig.inputs):
             batching = dataclasses.replace(batching, max_batch_size=0)
+        instances = batching.instances or self.threads  # 0: one per pool thread
+        batching = dataclasses.replace(batching, instances=instances)
+        # rows along a batch axis are independent: the instances share them out (a big
+        # request cut across them, the batcher's queue shared among the idle ones)
+        # instead of each run using the runtime's own threads
+        split = instances > 1 and bool(sig.inputs and sig.outputs)
+        split = split and _batch_axis(sig.inputs) and _batch_axis(sig.outputs)
+        by_rows = split or (instances > 1 and batching.enabled)
         sample = await asyncio.to_thread(_sample_input, directory, record.signature, blobs)
         rss0 = resident_bytes()
         runtime = await asyncio.to_thread(
             load_runtime, record.format, spec, RuntimeOptions(intra_op_threads=1)
         )
         latency = await asyncio.to_thread(_warm_up, runtime, sample)
-        if latency > HEAVY_ABOVE_NS and self._cores > 1:
-            runtime.close()  # a heavy model gets the runtime's own thread pool
+        if latency > HEAVY_ABOVE_NS and self._cores > 1 and not by_rows:
+            runtime.close()  # rows cannot be shared out: the runtime's threads
             runtime = await asyncio.to_thread(load_runtime, record.format, spec, RuntimeOptions())
             latency = await asyncio.to_thread(_warm_up, runtime, sample)
         inline = batching.execution == "inline" or (
@@ -276,7 +285,9 @@ class ModelManager:
                 stats.record_batch(rows, compute_ns)
                 observe_batch(rows)
 
-        executor = Executor(runtime.predict, batching, self.pool, inline=inline, on_batch=on_batch)
+        executor = Executor(
+            runtime.predict, batching, self.pool, inline=inline, split=split, on_batch=on_batch
+        )
         loaded = LoadedVersion(
             record,
             runtime,
@@ -396,6 +407,11 @@ def _sample_input(
         if arrays and set(arrays) == {t.name for t in signature.inputs}:
             return {k: v[:1] if v.ndim else v for k, v in arrays.items()}
     return synth_inputs(signature)
+
+
+def _batch_axis(tensors: Iterable[TensorSpec]) -> bool:
+    """Every tensor's first dimension is variable (-1): the batch axis."""
+    return all(t.shape and t.shape[0] == -1 for t in tensors)
 
 
 def _warm_up(runtime: Runtime, sample: dict[str, np.ndarray]) -> float:

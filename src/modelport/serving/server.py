@@ -113,6 +113,11 @@ async def run_server(
     source: Callable[[], VersionSource] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``RunningServer.stop()``), then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    if install_signals:  # before anything starts: a signal while loading stops once up
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
     check_exposure(config.host, auth_enabled=settings.auth_enabled, insecure=config.insecure)
     tls = TlsFiles.from_settings(settings)
     app = await build_app(settings, config, source() if source is not None else None)
@@ -133,23 +138,12 @@ async def run_server(
             interceptors=[AuthInterceptor(app.auth)] if app.auth.enabled else (),
             credentials=tls.grpc_credentials() if tls is not None else None,
         )
-    poller = asyncio.get_running_loop().create_task(app.manager.poll(config.poll_interval_s))
-    stopping = asyncio.Event()
-
-    def request_stop() -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        app.dataplane.stop_accepting()
-        log.info("shutting down: readiness off, draining for up to %.0fs", config.drain_timeout_s)
-
-    loop = asyncio.get_running_loop()
-    if install_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, request_stop)
+    poller = loop.create_task(app.manager.poll(config.poll_interval_s))
 
     async def stopper() -> None:
-        await stopping.wait()
+        await stopping.wait()  # woken on the signal's own loop turn
+        app.dataplane.stop_accepting()
+        log.info("shutting down: readiness off, draining for up to %.0fs", config.drain_timeout_s)
         await asyncio.sleep(shutdown_delay_s)
         server.should_exit = True
         if grpc_server is not None:
@@ -158,11 +152,11 @@ async def run_server(
     stop_task = loop.create_task(stopper())
     if on_ready is not None:
         port = int(sock.getsockname()[1])
-        on_ready(RunningServer(app, port, grpc_port, loop, request_stop))
+        on_ready(RunningServer(app, port, grpc_port, loop, stopping.set))
     try:
         await server.serve(sockets=[sock])
     finally:
-        request_stop()
+        stopping.set()
         await stop_task
         poller.cancel()
         deadline = time.monotonic() + config.drain_timeout_s

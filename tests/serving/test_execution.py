@@ -1,0 +1,156 @@
+"""How a version runs: instances, and a big request cut across them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tests.serving.conftest import start_thread_server
+from tests.serving.test_backpressure import body, slow_home, slow_model  # noqa: F401
+
+from modelport.core.config import Settings
+from modelport.serving.batcher import SPLIT_MIN_ROWS, BatchingConfig, Executor
+from modelport.serving.config import ModelConfig
+
+
+class Recorder:
+    """A run function that sleeps per call (releasing the GIL) and records overlap."""
+
+    def __init__(self, out: str = "rows") -> None:
+        self.out = out
+        self.calls: list[int] = []
+        self.running = self.peak = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        with self._lock:
+            self.calls.append(len(x))
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(0.05)
+        with self._lock:
+            self.running -= 1
+        if self.out == "rows":
+            return {"y": x * 2, "n": np.arange(len(x))}
+        return {"total": np.asarray(x.sum())}  # no batch axis: rows cannot be joined
+
+
+def run(executor: Executor, x: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
+    async def go():
+        out, timing = await executor.submit({"x": x})
+        return out, timing.batch_size
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def pool():
+    with ThreadPoolExecutor(4) as p:
+        yield p
+
+
+def test_a_big_request_is_cut_across_instances_and_joined_in_order(pool):
+    rec = Recorder()
+    ex = Executor(rec, BatchingConfig(instances=3), pool, split=True)
+    x = np.arange(100 * 2, dtype=np.float32).reshape(100, 2)
+    out, rows = run(ex, x)
+    np.testing.assert_array_equal(out["y"], x * 2)
+    # each part numbers its own rows: the joined output keeps the parts in order
+    np.testing.assert_array_equal(out["n"], np.concatenate([np.arange(n) for n in (33, 33, 34)]))
+    assert sorted(rec.calls) == [33, 33, 34]
+    assert rows == 100
+    assert rec.peak == 3  # the parts ran at once
+
+
+def test_small_requests_and_unsplit_executors_run_whole(pool):
+    rec = Recorder()
+    ex = Executor(rec, BatchingConfig(instances=4), pool, split=True)
+    run(ex, np.ones((2 * SPLIT_MIN_ROWS - 1, 2), np.float32))  # too few rows for two parts
+    run(ex, np.ones((2 * SPLIT_MIN_ROWS, 2), np.float32))  # two parts of the minimum
+    assert rec.calls == [2 * SPLIT_MIN_ROWS - 1, SPLIT_MIN_ROWS, SPLIT_MIN_ROWS]
+    assert not Executor(rec, BatchingConfig(instances=1), pool, split=True).split
+    assert not Executor(rec, BatchingConfig(instances=4), pool, inline=True, split=True).split
+    rec.calls.clear()
+    run(Executor(rec, BatchingConfig(instances=4), pool), np.ones((64, 2), np.float32))
+    assert rec.calls == [64]
+
+
+def test_an_output_without_a_batch_axis_stops_splitting(pool):
+    rec = Recorder(out="total")
+    ex = Executor(rec, BatchingConfig(instances=2), pool, split=True)
+    x = np.ones((64, 2), np.float32)
+    out, _ = run(ex, x)
+    assert float(out["total"]) == 128.0  # the whole request's answer, not a part's
+    assert not ex.split
+    rec.calls.clear()
+    run(ex, x)
+    assert rec.calls == [64]
+
+
+def test_instances_bound_concurrent_runs(pool):
+    rec = Recorder()
+    ex = Executor(rec, BatchingConfig(instances=2), pool)
+
+    async def go():
+        await asyncio.gather(*(ex.submit({"x": np.ones((1, 2), np.float32)}) for _ in range(6)))
+
+    asyncio.run(go())
+    assert rec.peak == 2
+    assert len(rec.calls) == 6
+
+
+def test_queued_rows_are_shared_among_idle_instances(pool):
+    """32 queued rows with two idle instances: two batches of 16 run at once, not one of 32."""
+    rec = Recorder()
+    cfg = BatchingConfig(max_batch_size=32, max_queue_delay_us=1000, instances=2)
+    ex = Executor(rec, cfg, pool)
+    xs = [np.full((1, 2), i, np.float32) for i in range(32)]
+
+    async def go():
+        return await asyncio.gather(*(ex.submit({"x": x}) for x in xs))
+
+    results = asyncio.run(go())
+    assert sorted(rec.calls) == [16, 16]
+    assert rec.peak == 2
+    for x, (out, timing) in zip(xs, results, strict=True):
+        np.testing.assert_array_equal(out["y"], x * 2)  # each request gets its own rows
+        assert timing.batch_size == 16
+    # one instance: the whole queue is one batch
+    rec = Recorder()
+    ex = Executor(rec, dataclasses.replace(cfg, instances=1), pool)
+    asyncio.run(go())
+    assert rec.calls == [32]
+
+
+def test_served_model_splits_big_requests_with_the_same_answers(slow_home: Settings):  # noqa: F811
+    thread, served = start_thread_server(slow_home, threads=2, models=[ModelConfig(ref="slow")])
+    try:
+        cfg = httpx.get(served.url + "/v2/models/slow/config").json()
+        assert cfg["instance_group"][0]["count"] == 2  # instances 0 → one per pool thread
+        from modelport.client import Client
+
+        x = np.random.default_rng(3).standard_normal((64, 1024)).astype(np.float32)
+        with Client(served.url, timeout_s=60) as c:
+            y = c.infer("slow", {"x": x})["y"]
+        ref = ort.InferenceSession(str(slow_model(thread.settings.home / "ref.onnx")))
+        np.testing.assert_allclose(y, ref.run(None, {"x": x})[0], rtol=1e-3, atol=1e-3)
+        stats = httpx.get(served.url + "/v2/models/slow/stats").json()["model_stats"][0]
+        assert stats["inference_count"] == 64
+    finally:
+        thread.stop()
+    thread, served = start_thread_server(
+        slow_home, threads=2, models=[ModelConfig(ref="slow", instances=1)]
+    )
+    try:
+        cfg = httpx.get(served.url + "/v2/models/slow/config").json()
+        assert cfg["instance_group"][0]["count"] == 1
+    finally:
+        thread.stop()
