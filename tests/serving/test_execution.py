@@ -130,6 +130,35 @@ def test_queued_rows_are_shared_among_idle_instances(pool):
     assert rec.calls == [32]
 
 
+def test_inputs_with_different_row_counts_are_never_cut_or_merged(pool):
+    """A variable first dimension that is not a batch axis: the request runs whole."""
+    seen: list[tuple[int, int]] = []
+
+    def two(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seen.append((len(inputs["x"]), len(inputs["w"])))
+        return {"y": inputs["x"] * 2}
+
+    x, w = np.ones((32, 2), np.float32), np.ones((3, 2), np.float32)
+    ex = Executor(two, BatchingConfig(instances=2), pool, split=True)
+    asyncio.run(ex.submit({"x": x, "w": w}))
+    assert seen == [(32, 3)]
+    seen.clear()
+    batched = Executor(
+        two, BatchingConfig(max_batch_size=64, max_queue_delay_us=20_000, instances=1), pool
+    )
+
+    async def go():
+        return await asyncio.gather(
+            batched.submit({"x": x, "w": w}),
+            batched.submit({"x": x[:3], "w": w}),  # same rows in both inputs: mergeable
+            batched.submit({"x": x[:3], "w": w}),
+        )
+
+    results = asyncio.run(go())
+    assert sorted(seen) == [(6, 6), (32, 3)]
+    np.testing.assert_array_equal(results[0][0]["y"], x * 2)
+
+
 def test_served_model_splits_big_requests_with_the_same_answers(slow_home: Settings):  # noqa: F811
     thread, served = start_thread_server(slow_home, threads=2, models=[ModelConfig(ref="slow")])
     try:

@@ -14,8 +14,10 @@ strategies:
   ``max_batch_size`` rows, stopping early at a preferred size), runs the batch once
   and splits the result back by row counts. With several instances idle, the queued
   rows are shared out among them instead of one batch taking them all while the other
-  instances wait. Requests that cannot be merged run in
-  their own batch. Results are never mixed between requests.
+  instances wait. Requests with other inner shapes run in their own batch.
+
+Only a request whose inputs all have the same number of rows is merged or cut; any other
+runs whole and alone. Results are never mixed between requests.
 
 Timing per request (queue wait, compute) is returned with the outputs, so the data
 plane can keep statistics without a second clock read.
@@ -120,7 +122,7 @@ class Executor:
         """Run ``inputs`` (validated) and return the outputs with their timing."""
         self._admit()
         try:
-            if self.config.enabled:
+            if self.config.enabled and _same_rows(inputs):
                 return await self._submit_batched(inputs)
             return await self._submit_direct(inputs)
         finally:
@@ -143,7 +145,7 @@ class Executor:
             return out, Timing(0, compute, _rows(inputs))
         rows = _rows(inputs)
         parts = min(self.config.instances, rows // SPLIT_MIN_ROWS) if self.split else 1
-        if parts > 1:
+        if parts > 1 and _same_rows(inputs):
             return await self._submit_split(inputs, rows, parts)
         t_enq = time.perf_counter_ns()
         out, t0, t1 = await self._in_slot(inputs)
@@ -290,6 +292,20 @@ class Executor:
         finally:
             self._busy -= 1
             self._slots.release()
+
+
+def _same_rows(inputs: Arrays) -> bool:
+    """Every input has the same first dimension: rows that can be merged or cut.
+
+    A request whose inputs differ there (a signature's variable first dimension that is
+    not a batch axis) runs whole and alone.
+    """
+    rows = -1
+    for v in inputs.values():
+        if not v.ndim or rows not in (-1, v.shape[0]):
+            return False
+        rows = v.shape[0]
+    return True
 
 
 def _rows(inputs: Arrays) -> int:
