@@ -658,3 +658,33 @@ def test_exact_packing_of_a_group_fills_the_first_nodes_first():
     load = [sum(r * (5000, 3000)[d] for (d, i), r in packed.items() if i == n) for n in range(3)]
     assert load == sorted(load, reverse=True)
     assert sum(r for (d, _), r in packed.items() if d == 0) == 2
+
+
+def test_time_left_after_a_solved_headroom_round_goes_to_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """When the first round ends before it proves the bound (a slow machine) and the
+    round with headroom is then solved to optimality, the relaxation runs again, from the
+    best plan, and proves the plan optimal instead of stopping with a gap."""
+    from benchmarks.bench_placement import generate
+
+    from modelport.deploy import cpsat, placement
+
+    solves: list[tuple[float, bool]] = []
+    real = placement._solve_units
+
+    def short_first_round(problem, units, hint, budget, workers, seed, gap=0.0, headroom=0.0):
+        if not solves:
+            budget = 0.05  # as if the machine were slow
+        b, s, status = real(problem, units, hint, budget, workers, seed, gap, headroom)
+        solves.append((headroom, status == cpsat.cp_model().OPTIMAL))
+        return b, s, status
+
+    monkeypatch.setattr(placement, "_solve_units", short_first_round)
+    plan = solve(generate(50, 20), time_limit=20)
+    if solves[0][1]:
+        pytest.skip("the first round proved the bound within 0.05 s")
+    assert (placement.HEADROOM, True) in solves  # the headroom model was solved
+    assert solves[-1] == (0.0, True)  # then the relaxation proved the bound
+    assert plan.status == "optimal"
+    assert plan.gap == 0

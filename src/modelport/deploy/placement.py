@@ -18,7 +18,9 @@ rounds with OR-Tools CP-SAT, with a proven bound and the greedy baseline beside 
    exactly what the model found — proven optimal when the model was.
 4. **Go on** from the best plan so far with the time left. The groups now keep
    ``HEADROOM`` of their cores and memory free: the grouped relaxation's best plans
-   fill them so full that they seldom pack, and the bound is proven already. Groups
+   fill them so full that they seldom pack, and the bound is usually proven by then
+   (when a model with headroom is solved to optimality with time left, the next round
+   is the relaxation again, from the best plan, so that time goes to the bound). Groups
    whose packing still loses more than ``LOSS`` of the cost become one unit per node
    (exact there, identical nodes used in fleet order). Models without headroom are
    relaxations of the problem (or the problem itself), so the reported bound is the
@@ -75,7 +77,7 @@ FIRST_ROUND = 0.15
 #: Packing loss (share of the plan's cost) above which the exact model takes over.
 LOSS = 0.01
 #: Share of a grouped unit's cores and memory left free after the first round.
-HEADROOM = 0.015
+HEADROOM = 0.005
 #: Share of the time limit kept for the latency tie-break of the final plan.
 TIE_BREAK = 0.08
 
@@ -158,7 +160,13 @@ def solve(
         info["rounds"] = round_ + 1
         if best and _cost(problem, best) - bound <= gap_limit * _cost(problem, best):
             break  # proven optimal, or within the gap asked for
-        if clock.left() - reserve < 3.0 or (status == cp.OPTIMAL and not crowded):
+        if clock.left() - reserve < 3.0:
+            break
+        # Solved to optimality and packed: a relaxation's plan is proven (caught just
+        # above); a model with headroom proves nothing, so the time left goes to the
+        # bound — the relaxation again, from the best plan.
+        prove = status == cp.OPTIMAL and not crowded
+        if prove and not headroom:
             break
         lost = best and _cost(problem, best) - model_cost > LOSS * _cost(problem, best)
         if crowded and headroom and lost:
@@ -171,7 +179,8 @@ def solve(
         # Keep searching from the best plan (a fresh model, with the time left), with
         # a little headroom in the groups: the bound is proven, and the model's best
         # plans fill the groups so full that they seldom pack.
-        headroom = info["headroom"] = HEADROOM
+        headroom = 0.0 if prove else HEADROOM
+        info["headroom"] = HEADROOM
         b, s, status = _solve_units(
             problem,
             units,
