@@ -77,7 +77,7 @@ FIRST_ROUND = 0.15
 #: Packing loss (share of the plan's cost) above which the exact model takes over.
 LOSS = 0.01
 #: Share of a grouped unit's cores and memory left free after the first round.
-HEADROOM = 0.005
+HEADROOM = 0.015
 #: Share of the time limit kept for the latency tie-break of the final plan.
 TIE_BREAK = 0.08
 
