@@ -177,8 +177,8 @@ def solve(
             units = [u for k, u in enumerate(b.units) if k not in crowded]
             units += [[i] for k in sorted(crowded) for i in b.units[k]]
         # Keep searching from the best plan (a fresh model, with the time left), with
-        # a little headroom in the groups: the bound is proven, and the model's best
-        # plans fill the groups so full that they seldom pack.
+        # a little headroom in the groups (none when the round is to prove the bound):
+        # the relaxation's best plans fill the groups so full that they seldom pack.
         headroom = 0.0 if prove else HEADROOM
         info["headroom"] = HEADROOM
         b, s, status = _solve_units(

@@ -18,7 +18,7 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +27,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from modelport.core.errors import ModelportError, NotFound, Unavailable
-from modelport.core.types import DATATYPES, InferenceRequest, ModelRef, ModelSignature, TensorSpec
+from modelport.core.types import DATATYPES, InferenceRequest, ModelRef, ModelSignature
 from modelport.monitoring.metrics import RequestMetrics, resident_bytes
 from modelport.monitoring.monitor import Monitor, VersionMonitor
 from modelport.protocol.dtypes import BF16_DTYPE
+from modelport.protocol.triton_config import batchable
 from modelport.protocol.v2_compiled import Decoder, compile_decoder
 from modelport.protocol.validate import compile_validator
 from modelport.registry import AliasInfo, ModelSummary, ModelVersion
@@ -245,15 +246,14 @@ class ModelManager:
         config = model.config
         sig = record.signature
         batching = config.batching()
-        if sig.inputs and not _batch_axis(sig.inputs):
+        if sig.inputs and any(not t.shape or t.shape[0] != -1 for t in sig.inputs):
             batching = dataclasses.replace(batching, max_batch_size=0)
         instances = batching.instances or self.threads  # 0: one per pool thread
         batching = dataclasses.replace(batching, instances=instances)
         # rows along a batch axis are independent: the instances share them out (a big
         # request cut across them, the batcher's queue shared among the idle ones)
         # instead of each run using the runtime's own threads
-        split = instances > 1 and bool(sig.inputs and sig.outputs)
-        split = split and _batch_axis(sig.inputs) and _batch_axis(sig.outputs)
+        split = instances > 1 and bool(sig.inputs and sig.outputs) and batchable(sig)
         by_rows = split or (instances > 1 and batching.enabled)
         sample = await asyncio.to_thread(_sample_input, directory, record.signature, blobs)
         rss0 = resident_bytes()
@@ -407,11 +407,6 @@ def _sample_input(
         if arrays and set(arrays) == {t.name for t in signature.inputs}:
             return {k: v[:1] if v.ndim else v for k, v in arrays.items()}
     return synth_inputs(signature)
-
-
-def _batch_axis(tensors: Iterable[TensorSpec]) -> bool:
-    """Every tensor's first dimension is variable (-1): the batch axis."""
-    return all(t.shape and t.shape[0] == -1 for t in tensors)
 
 
 def _warm_up(runtime: Runtime, sample: dict[str, np.ndarray]) -> float:
