@@ -603,7 +603,7 @@ def _hint_is_feasible(problem: Problem, units: list[list[int]], counts: dict) ->
     from modelport.deploy import cpsat, placement
 
     b = cpsat.build(problem, units)
-    placement._hint(problem, b, counts)
+    placement.cpsat.hint(problem, b, counts)
     s = cpsat.cp_model().CpSolver()
     s.parameters.fix_variables_to_their_hinted_value = True
     s.parameters.max_time_in_seconds = 5
@@ -620,9 +620,9 @@ def test_hints_put_replicas_of_identical_nodes_in_fleet_order():
     problem = Problem(nodes, (), (d,))
     singles = [[0], [1], [2]]
     plan = {(0, 2): 2}  # the last of three identical nodes
-    assert placement._in_fleet_order(problem, placement.cpsat.build(problem, singles), plan) == {
-        (0, 0): 2
-    }
+    assert placement.cpsat.in_fleet_order(
+        problem, placement.cpsat.build(problem, singles), plan
+    ) == {(0, 0): 2}
     assert _hint_is_feasible(problem, singles, plan)
 
 
@@ -688,3 +688,18 @@ def test_time_left_after_a_solved_headroom_round_goes_to_the_bound(
     assert solves[-1] == (0.0, True)  # then the relaxation proved the bound
     assert plan.status == "optimal"
     assert plan.gap == 0
+
+
+def test_exact_neighbourhood_search_runs_on_the_packed_plan():
+    """The grouped rounds stop at about half the time; the exact neighbourhood search
+    then works on the packed plan, which keeps every rule and never gets dearer."""
+    from benchmarks.bench_placement import generate
+
+    problem = generate(100, 50, tight=True)
+    plan = solve(problem, time_limit=8)
+    assert plan.status == "feasible"
+    searched = plan.solver["neighbourhood"]
+    assert searched["moves"] >= 1
+    assert searched["to"] <= searched["from"]
+    assert plan.cost == pytest.approx(searched["to"])
+    assert check_placements(problem, plan.placements) == []

@@ -34,7 +34,7 @@ import itertools
 import math
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,6 +273,43 @@ def _order_mirrors(problem: Problem, b: Model) -> None:
         ks = [singles[i] for i in group if i in singles]
         for a, c in itertools.pairwise(ks):
             b.model.add(b.u[a] >= b.u[c])
+
+
+def hint(problem: Problem, b: Model, counts: Mapping[tuple[int, int], int]) -> None:
+    """Start the solver from a known placement (mapped onto ``b``'s units)."""
+    if not counts:
+        return
+    counts = in_fleet_order(problem, b, counts)
+    unit_of = {i: k for k, unit in enumerate(b.units) for i in unit}
+    x: dict[tuple[int, int], int] = defaultdict(int)
+    used: dict[int, set[int]] = defaultdict(set)
+    for (d, i), r in counts.items():
+        x[(d, unit_of[i])] += r
+        used[unit_of[i]].add(i)
+    b.model.clear_hints()
+    for key, var in b.x.items():
+        b.model.add_hint(var, x.get(key, 0))
+    for k, var in b.u.items():
+        b.model.add_hint(var, len(used.get(k, ())))
+
+
+def in_fleet_order(
+    problem: Problem, b: Model, counts: Mapping[tuple[int, int], int]
+) -> dict[tuple[int, int], int]:
+    """``counts`` with the replicas of identical single-node units moved onto the first
+    of those nodes, in fleet order, as the model's mirror ordering requires (a hint
+    that breaks it would be ignored). Identical nodes make this the same plan."""
+    singles = {unit[0] for unit in b.units if len(unit) == 1}
+    per_node: dict[int, dict[int, int]] = defaultdict(dict)
+    for (d, i), r in counts.items():
+        if r > 0:
+            per_node[i][d] = r
+    moved: dict[int, int] = {}
+    for group in node_groups(problem):
+        nodes = [i for i in group if i in singles]
+        used = [i for i in nodes if i in per_node]
+        moved.update(zip(used, nodes, strict=False))
+    return {(d, moved.get(i, i)): r for i, reps in per_node.items() for d, r in reps.items()}
 
 
 #: Full-search workers on machines with few cores (see :func:`solver`).

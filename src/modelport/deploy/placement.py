@@ -45,7 +45,9 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
+import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -56,6 +58,7 @@ from modelport.deploy import cpsat, explain
 from modelport.deploy.greedy import complete, greedy_place
 from modelport.deploy.improve import close_nodes
 from modelport.deploy.model import Problem
+from modelport.deploy.neighbourhood import improve
 from modelport.deploy.packing import pack_group, pack_partial
 from modelport.deploy.plan import (
     Baseline,
@@ -80,6 +83,10 @@ LOSS = 0.01
 HEADROOM = 0.015
 #: Share of the time limit kept for the latency tie-break of the final plan.
 TIE_BREAK = 0.08
+#: Share of the time limit kept for the exact neighbourhood search on the packed plan.
+NEIGHBOURHOOD = 0.5
+
+log = logging.getLogger("modelport.deploy")
 
 
 class _Clock:
@@ -126,6 +133,12 @@ def solve(
     b, s, status = _solve_units(
         problem, units, {}, clock.left() * FIRST_ROUND, workers, seed, gap_limit
     )
+    if status == cp.UNKNOWN and clock.left() > 1.0:
+        # Nothing found in the first round's share (a short limit on a large fleet):
+        # go on, from the improved greedy plan if there is one, with half the time left.
+        b, s, status = _solve_units(
+            problem, units, start or {}, clock.left() * 0.5, workers, seed, gap_limit
+        )
     info["workers"] = int(s.parameters.num_workers)
     if status == cp.INFEASIBLE:
         why = _explain_conflict(problem, units, clock.left(), seed)
@@ -140,6 +153,7 @@ def solve(
     # latency tie-break runs once, on that, with the time kept back for it.
     source: tuple[cpsat.Model, dict[str, dict[Any, int]], int] | None = None
     reserve = time_limit * TIE_BREAK if b.has_latency else 0.0
+    search = time_limit * NEIGHBOURHOOD if b.has_cost else 0.0
     headroom = 0.0
     for round_ in range(5):
         values = _values(b, s)
@@ -158,9 +172,26 @@ def solve(
             best = closed
             source = (b, values, model_cost) if closed == counts else None
         info["rounds"] = round_ + 1
+        log.debug(
+            "round %d at %.1f s: %s, model %d, packed %s, best %s, bound %d, "
+            "headroom %g, loose %d, crowded %d",
+            round_ + 1,
+            clock.elapsed(),
+            s.status_name(status),
+            model_cost,
+            _cost(problem, closed) if closed else None,
+            _cost(problem, best) if best else None,
+            bound,
+            headroom,
+            len(loose),
+            len(crowded),
+        )
         if best and _cost(problem, best) - bound <= gap_limit * _cost(problem, best):
             break  # proven optimal, or within the gap asked for
-        if clock.left() - reserve < 3.0:
+        # The rounds leave the search and the tie-break their time, unless they have
+        # no plan yet to search from.
+        budget = clock.left() - reserve - search if best else clock.left() * 0.5
+        if budget < (3.0 if best else 0.5):
             break
         # Solved to optimality and packed: a relaxation's plan is proven (caught just
         # above); a model with headroom proves nothing, so the time left goes to the
@@ -185,7 +216,7 @@ def solve(
             problem,
             units,
             _cheapest(problem, best, start) or counts,
-            (clock.left() - reserve) * 0.9,
+            budget * 0.9,
             workers,
             seed,
             gap_limit,
@@ -195,6 +226,23 @@ def solve(
             break
         if not headroom:  # a relaxation (grouped) or the problem itself (per node)
             bound = max(bound, _bound(b, s, status))
+    if best is not None and _cost(problem, best) > bound and clock.left() - reserve > 0.5:
+        # The exact neighbourhood search on the packed plan: it wins back what packing
+        # and headroom lost. Should it find a cheaper plan, the tie-break (which needs
+        # the model's own plan) has nothing to run on and its time goes to the search.
+        rng = random.Random(seed)  # noqa: S311  (search moves, not secrets)
+        before, stats = _cost(problem, best), dict[str, int]()
+        enough = math.floor(bound / (1.0 - gap_limit)) if gap_limit < 1 else before
+        keep = reserve if source is not None else 0.3
+        better = improve(problem, best, clock.left() - keep, rng, workers, stats, enough)
+        if _cost(problem, better) < before:
+            best, source = better, None
+            best = improve(problem, best, clock.left() - 0.3, rng, workers, stats, enough)
+        info["neighbourhood"] = {
+            **stats,
+            "from": before / cpsat.COST_SCALE,
+            "to": _cost(problem, best) / cpsat.COST_SCALE,
+        }
     if source is not None and best is not None and clock.left() > 0.5:
         best = _nearer(problem, best, source, clock, workers, seed)
     info["units"] = len(b.units)
@@ -219,7 +267,7 @@ def _solve_units(
     b = cpsat.build(problem, units, headroom=headroom)
     if b.has_cost:
         b.model.minimize(b.cost)
-    _hint(problem, b, hint)
+    cpsat.hint(problem, b, hint)
     s = cpsat.solver(budget, workers, seed, gap_limit)
     return b, s, s.solve(b.model)
 
@@ -236,41 +284,6 @@ def _counts(problem: Problem, placements: Sequence[Placement]) -> Counts:
     di = {d.name: k for k, d in enumerate(problem.deployments)}
     ni = {n.name: k for k, n in enumerate(problem.nodes)}
     return {(di[p.deployment], ni[p.node]): p.replicas for p in placements if p.replicas}
-
-
-def _hint(problem: Problem, b: cpsat.Model, counts: Counts) -> None:
-    """Start the solver from a known placement (mapped onto ``b``'s units)."""
-    if not counts:
-        return
-    counts = _in_fleet_order(problem, b, counts)
-    unit_of = {i: k for k, unit in enumerate(b.units) for i in unit}
-    x: dict[tuple[int, int], int] = defaultdict(int)
-    used: dict[int, set[int]] = defaultdict(set)
-    for (d, i), r in counts.items():
-        x[(d, unit_of[i])] += r
-        used[unit_of[i]].add(i)
-    b.model.clear_hints()
-    for key, var in b.x.items():
-        b.model.add_hint(var, x.get(key, 0))
-    for k, var in b.u.items():
-        b.model.add_hint(var, len(used.get(k, ())))
-
-
-def _in_fleet_order(problem: Problem, b: cpsat.Model, counts: Counts) -> Counts:
-    """``counts`` with the replicas of identical single-node units moved onto the first
-    of those nodes, in fleet order, as the model's mirror ordering requires (a hint
-    that breaks it would be ignored). Identical nodes make this the same plan."""
-    singles = {unit[0] for unit in b.units if len(unit) == 1}
-    per_node: dict[int, dict[int, int]] = defaultdict(dict)
-    for (d, i), r in counts.items():
-        if r > 0:
-            per_node[i][d] = r
-    moved: dict[int, int] = {}
-    for group in cpsat.node_groups(problem):
-        nodes = [i for i in group if i in singles]
-        used = [i for i in nodes if i in per_node]
-        moved.update(zip(used, nodes, strict=False))
-    return {(d, moved.get(i, i)): r for i, reps in per_node.items() for d, r in reps.items()}
 
 
 def _values(b: cpsat.Model, s: Any) -> dict[str, dict[Any, int]]:
@@ -371,7 +384,7 @@ def _repair(
     for (d, i), var in b.x.items():
         if d not in loose:
             b.model.add(var == fixed.get((d, i), 0))
-    _hint(problem, b, fixed)
+    cpsat.hint(problem, b, fixed)
     if b.has_cost:
         b.model.minimize(b.cost)
     s = cpsat.solver(max(0.5, clock.left() * 0.3), workers, seed)
