@@ -16,7 +16,7 @@ from tests.serving.conftest import start_thread_server
 from tests.serving.test_backpressure import body, slow_home, slow_model  # noqa: F401
 
 from modelport.core.config import Settings
-from modelport.serving.batcher import SPLIT_MIN_ROWS, BatchingConfig, Executor
+from modelport.serving.batcher import SOLO_AFTER, SPLIT_MIN_ROWS, BatchingConfig, Executor
 from modelport.serving.config import ModelConfig
 
 
@@ -107,6 +107,27 @@ def test_instances_bound_concurrent_runs(pool):
     assert len(rec.calls) == 6
 
 
+def test_one_client_at_a_time_gets_the_solo_copy_and_any_overlap_the_instances(pool):
+    rec, solo = Recorder(), Recorder()
+    ex = Executor(rec, BatchingConfig(instances=2), pool, split=True, run_solo=solo)
+    one = np.ones((1, 2), np.float32)
+    for _ in range(SOLO_AFTER + 2):  # one request at a time
+        out, _ = run(ex, one)
+        np.testing.assert_array_equal(out["y"], one * 2)
+    assert (len(rec.calls), len(solo.calls)) == (SOLO_AFTER, 2)
+
+    async def together(n: int) -> None:
+        await asyncio.gather(*(ex.submit({"x": one}) for _ in range(n)))
+
+    asyncio.run(together(3))  # the first still found it empty; the others overlap
+    assert (len(rec.calls), len(solo.calls)) == (SOLO_AFTER + 2, 3)
+    run(ex, one)  # after an overlap, lone requests start counting again
+    assert (len(rec.calls), len(solo.calls)) == (SOLO_AFTER + 3, 3)
+    run(ex, np.ones((2 * SPLIT_MIN_ROWS, 2), np.float32))  # rows to share: cut, not solo
+    assert rec.calls[-2:] == [SPLIT_MIN_ROWS, SPLIT_MIN_ROWS]
+    assert len(solo.calls) == 3
+
+
 def test_queued_rows_are_shared_among_idle_instances(pool):
     """32 queued rows with two idle instances: two batches of 16 run at once, not one of 32."""
     rec = Recorder()
@@ -173,6 +194,8 @@ def test_served_model_splits_big_requests_with_the_same_answers(slow_home: Setti
         np.testing.assert_allclose(y, ref.run(None, {"x": x})[0], rtol=1e-3, atol=1e-3)
         stats = httpx.get(served.url + "/v2/models/slow/stats").json()["model_stats"][0]
         assert stats["inference_count"] == 64
+        (loaded,) = served.handle.app.manager.models["slow"].versions.values()
+        assert loaded.solo is None  # under a millisecond at batch 1: no second copy
     finally:
         thread.stop()
     thread, served = start_thread_server(
@@ -181,5 +204,29 @@ def test_served_model_splits_big_requests_with_the_same_answers(slow_home: Setti
     try:
         cfg = httpx.get(served.url + "/v2/models/slow/config").json()
         assert cfg["instance_group"][0]["count"] == 1
+    finally:
+        thread.stop()
+
+
+def test_a_heavy_model_keeps_a_copy_with_all_threads_for_lone_requests(
+    slow_home: Settings,  # noqa: F811
+):
+    from modelport.client import Client
+    from modelport.registry import Registry
+
+    path = slow_model(slow_home.home.parent / "heavy.onnx", n=2048, repeats=4)
+    reg = Registry.from_settings(slow_home)
+    reg.register(path, "heavy")
+    reg.close()
+    thread, served = start_thread_server(slow_home, threads=2, models=[ModelConfig(ref="heavy")])
+    try:
+        (loaded,) = served.handle.app.manager.models["heavy"].versions.values()
+        assert loaded.solo is not None  # milliseconds at batch 1 on one thread
+        x = np.random.default_rng(4).standard_normal((3, 2048)).astype(np.float32)
+        ref = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+        with Client(served.url, timeout_s=60) as c:
+            for k in range(SOLO_AFTER + 3):  # the last ones run on the solo copy
+                y = c.infer("heavy", {"x": x[k % 3 : k % 3 + 1]})["y"]
+                np.testing.assert_allclose(y, ref[k % 3 : k % 3 + 1], rtol=1e-3, atol=1e-3)
     finally:
         thread.stop()

@@ -78,6 +78,8 @@ INLINE_BELOW_NS = 150_000
 #: with ``split``, a request is cut into parts of at least this many rows (smaller parts
 #: lose more to the runtime's per-call cost than running at once wins)
 SPLIT_MIN_ROWS = 8
+#: Requests in a row that find the executor empty before one runs on the solo copy.
+SOLO_AFTER = 8
 
 
 class Executor:
@@ -92,8 +94,11 @@ class Executor:
         inline: bool = False,
         split: bool = False,
         on_batch: Callable[[int, int], None] | None = None,
+        run_solo: Callable[[Arrays], Arrays] | None = None,
     ) -> None:
         self._run = run
+        self._run_solo = run_solo
+        self._alone = 0  # requests in a row that found the executor empty
         self.config = config
         self._pool = pool
         self.inline = inline
@@ -148,15 +153,23 @@ class Executor:
         if parts > 1 and _same_rows(inputs):
             return await self._submit_split(inputs, rows, parts)
         t_enq = time.perf_counter_ns()
-        out, t0, t1 = await self._in_slot(inputs)
+        # A request that finds the executor empty, after a run of such requests (one
+        # client at a time), runs on the copy with the runtime's threads: every core
+        # for it. Any overlap switches back to the one-thread instances at once.
+        self._alone = self._alone + 1 if self._pending == 1 else 0
+        solo = self._run_solo if self._alone > SOLO_AFTER else None
+        out, t0, t1 = await self._in_slot(inputs, solo)
         return out, Timing(t0 - t_enq, t1 - t0, rows)
 
-    async def _in_slot(self, inputs: Arrays) -> tuple[Arrays, int, int]:
-        """Run in the pool once an instance is free; outputs, start and end ns."""
+    async def _in_slot(
+        self, inputs: Arrays, run: Callable[[Arrays], Arrays] | None = None
+    ) -> tuple[Arrays, int, int]:
+        """Run in the pool once an instance is free (on ``run`` when given); outputs,
+        start and end ns."""
         async with self._slots:
             loop = asyncio.get_running_loop()
             t0 = time.perf_counter_ns()
-            out = await loop.run_in_executor(self._pool, self._call, inputs)
+            out = await loop.run_in_executor(self._pool, self._call, inputs, run or self._run)
             return out, t0, time.perf_counter_ns()
 
     async def _submit_split(self, inputs: Arrays, rows: int, parts: int) -> tuple[Arrays, Timing]:
@@ -177,9 +190,9 @@ class Executor:
         t0, t1 = min(r[1] for r in ran), max(r[2] for r in ran)
         return out, Timing(t0 - t_enq, t1 - t0, rows)
 
-    def _call(self, inputs: Arrays) -> Arrays:
+    def _call(self, inputs: Arrays, run: Callable[[Arrays], Arrays] | None = None) -> Arrays:
         try:
-            return self._run(inputs)
+            return (run or self._run)(inputs)
         except ModelportError:
             raise
         except Exception as e:  # a runtime bug must not kill the server

@@ -86,12 +86,19 @@ class LoadedVersion:
     monitor: VersionMonitor | None = None
     counters: dict[str, RequestMetrics] = field(default_factory=dict)  # by protocol
     timeout_s: float | None = None  # per-model request timeout (serve config)
+    solo: Runtime | None = None  # the copy with the runtime's threads, for a lone request
     validate: Callable[[InferenceRequest], InferenceRequest] = field(init=False, repr=False)
     # decodes-and-validates the common V2 request in one pass (None: the general path)
     decode_v2: Decoder = field(init=False, repr=False)
 
     version_str: str = field(init=False, repr=False)
     run_inline: bool = field(init=False, repr=False)  # no batching and an inline model
+
+    def close(self) -> None:
+        """Release the runtimes."""
+        self.runtime.close()
+        if self.solo is not None:
+            self.solo.close()
 
     def __post_init__(self) -> None:
         self.validate = compile_validator(self.signature)
@@ -261,10 +268,19 @@ class ModelManager:
             load_runtime, record.format, spec, RuntimeOptions(intra_op_threads=1)
         )
         latency = await asyncio.to_thread(_warm_up, runtime, sample)
+        solo: Runtime | None = None
         if latency > HEAVY_ABOVE_NS and self._cores > 1 and not by_rows:
             runtime.close()  # rows cannot be shared out: the runtime's threads
             runtime = await asyncio.to_thread(load_runtime, record.format, spec, RuntimeOptions())
             latency = await asyncio.to_thread(_warm_up, runtime, sample)
+        elif latency > HEAVY_ABOVE_NS and self._cores > 1 and not batching.enabled:
+            # One-thread instances give the most requests/s under load, but a request
+            # that arrives alone would leave the other cores idle: it runs on a second
+            # copy with the runtime's own threads (one more copy of the weights in memory).
+            solo = await asyncio.to_thread(
+                load_runtime, record.format, spec, RuntimeOptions(spinning=True)
+            )
+            await asyncio.to_thread(_warm_up, solo, sample)
         inline = batching.execution == "inline" or (
             batching.execution == "auto" and not batching.enabled and latency < INLINE_BELOW_NS
         )
@@ -286,7 +302,13 @@ class ModelManager:
                 observe_batch(rows)
 
         executor = Executor(
-            runtime.predict, batching, self.pool, inline=inline, split=split, on_batch=on_batch
+            runtime.predict,
+            batching,
+            self.pool,
+            inline=inline,
+            split=split,
+            on_batch=on_batch,
+            run_solo=solo.predict if solo is not None else None,
         )
         loaded = LoadedVersion(
             record,
@@ -297,6 +319,7 @@ class ModelManager:
             stats,
             time.perf_counter() - t0,
             timeout_s=config.timeout_s,
+            solo=solo,
         )
         if vm is not None and self.monitor is not None:
             loaded.monitor = vm
@@ -334,7 +357,7 @@ class ModelManager:
                 "%s: drain timed out with %d requests pending", loaded.record.ref, loaded.inflight
             )
         model.versions.pop(number, None)
-        loaded.runtime.close()
+        loaded.close()
         if self.monitor is not None:
             self.monitor.detach(model.name, str(number))
         log.info("unloaded %s", loaded.record.ref)
@@ -379,7 +402,7 @@ class ModelManager:
     async def close(self) -> None:
         for model in list(self.models.values()):
             for loaded in model.versions.values():
-                loaded.runtime.close()
+                loaded.close()
             model.versions.clear()
             model.current = None
 
