@@ -230,3 +230,38 @@ def test_a_heavy_model_keeps_a_copy_with_all_threads_for_lone_requests(
                 np.testing.assert_allclose(y, ref[k % 3 : k % 3 + 1], rtol=1e-3, atol=1e-3)
     finally:
         thread.stop()
+
+
+def test_a_solo_copy_that_fails_to_load_leaves_the_version_serving(
+    slow_home: Settings,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from modelport.client import Client
+    from modelport.registry import Registry
+    from modelport.runtimes import RuntimeOptions
+    from modelport.serving import manager
+
+    path = slow_model(slow_home.home.parent / "heavy-nosolo.onnx", n=2048, repeats=4)
+    reg = Registry.from_settings(slow_home)
+    reg.register(path, "heavy-nosolo")
+    reg.close()
+    real = manager.load_runtime
+
+    def no_spinning_copy(fmt: str, spec: object, options: RuntimeOptions) -> object:
+        if options.spinning:
+            raise MemoryError("no room for a second copy")
+        return real(fmt, spec, options)
+
+    monkeypatch.setattr(manager, "load_runtime", no_spinning_copy)
+    thread, served = start_thread_server(
+        slow_home, threads=2, models=[ModelConfig(ref="heavy-nosolo")]
+    )
+    try:
+        (loaded,) = served.handle.app.manager.models["heavy-nosolo"].versions.values()
+        assert loaded.solo is None
+        x = np.ones((1, 2048), np.float32)
+        with Client(served.url, timeout_s=60) as c:
+            for _ in range(SOLO_AFTER + 2):
+                assert c.infer("heavy-nosolo", {"x": x})["y"].shape == (1, 2048)
+    finally:
+        thread.stop()

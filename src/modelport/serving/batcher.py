@@ -8,7 +8,11 @@ strategies:
   microsecond model (a thread hand-off would cost more than the model), otherwise in
   the thread pool, at most ``instances`` at a time. With ``split``, a request of many
   rows is cut along axis 0 into up to ``instances`` parts that run at once, so one big
-  request uses every instance (the same row independence batching relies on).
+  request uses every instance (the same row independence batching relies on). With
+  ``run_solo`` (a copy of the model on the runtime's own threads), one client sending
+  one request at a time gets every core: after more than ``SOLO_AFTER`` requests in a
+  row that found the executor empty, such a request runs on the copy; any overlap
+  sends requests back to the one-thread instances.
 - **batched**: requests queue; a collector waits up to ``max_queue_delay_us`` for more,
   merges requests with the same inner shapes and dtypes along axis 0 (up to
   ``max_batch_size`` rows, stopping early at a preferred size), runs the batch once

@@ -277,10 +277,16 @@ class ModelManager:
             # One-thread instances give the most requests/s under load, but a request
             # that arrives alone would leave the other cores idle: it runs on a second
             # copy with the runtime's own threads (one more copy of the weights in memory).
-            solo = await asyncio.to_thread(
-                load_runtime, record.format, spec, RuntimeOptions(spinning=True)
-            )
-            await asyncio.to_thread(_warm_up, solo, sample)
+            try:
+                solo = await asyncio.to_thread(
+                    load_runtime, record.format, spec, RuntimeOptions(spinning=True)
+                )
+                await asyncio.to_thread(_warm_up, solo, sample)
+            except Exception as e:  # the version serves without it
+                log.warning("%s: no solo copy (%s); all requests use the instances", record.ref, e)
+                if solo is not None:
+                    solo.close()
+                solo = None
         inline = batching.execution == "inline" or (
             batching.execution == "auto" and not batching.enabled and latency < INLINE_BELOW_NS
         )
