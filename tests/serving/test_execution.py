@@ -214,7 +214,7 @@ def test_a_heavy_model_keeps_a_copy_with_all_threads_for_lone_requests(
     from modelport.client import Client
     from modelport.registry import Registry
 
-    path = slow_model(slow_home.home.parent / "heavy.onnx", n=2048, repeats=4)
+    path = slow_model(slow_home.home.parent / "heavy.onnx", n=2048, repeats=12)
     reg = Registry.from_settings(slow_home)
     reg.register(path, "heavy")
     reg.close()
@@ -241,7 +241,7 @@ def test_a_solo_copy_that_fails_to_load_leaves_the_version_serving(
     from modelport.runtimes import RuntimeOptions
     from modelport.serving import manager
 
-    path = slow_model(slow_home.home.parent / "heavy-nosolo.onnx", n=2048, repeats=4)
+    path = slow_model(slow_home.home.parent / "heavy-nosolo.onnx", n=2048, repeats=12)
     reg = Registry.from_settings(slow_home)
     reg.register(path, "heavy-nosolo")
     reg.close()

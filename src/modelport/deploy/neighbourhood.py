@@ -68,13 +68,14 @@ def improve(
     (in :func:`cost`'s units). ``stats``, when given, counts the ``moves`` tried and
     those ``kept`` because they lowered the cost."""
     best: Counts = {k: r for k, r in counts.items() if r > 0}
+    best_cost = cost(problem, best)
     deadline = time.monotonic() + budget
     steps = kept = 0
     near = [set(problem.candidates(d)) for d in problem.deployments]
     while True:
         left = deadline - time.monotonic()
         paid = sorted({i for _, i in best if problem.nodes[i].cost_per_hour > 0})
-        if left < 0.2 or len(paid) < 2 or cost(problem, best) <= enough:
+        if left < 0.2 or len(paid) < 2 or best_cost <= enough:
             log.debug("neighbourhood search: %d moves, %d kept", steps, kept)
             if stats is not None:
                 stats["moves"] = stats.get("moves", 0) + steps
@@ -83,10 +84,10 @@ def improve(
         freed = _pick(problem, best, paid, near, rng)
         trial, exact = _move(problem, best, freed, min(STEP_LIMIT, left), workers, rng)
         steps += 1
-        if trial is not None and cost(problem, trial) < cost(problem, best):
-            kept += 1
-        if trial is not None and cost(problem, trial) <= cost(problem, best):
-            best = trial
+        trial_cost = cost(problem, trial) if trial is not None else best_cost + 1
+        kept += trial_cost < best_cost
+        if trial is not None and trial_cost <= best_cost:
+            best, best_cost = trial, trial_cost
         if exact:  # every deployment moved and the move is proven optimal
             deadline = 0.0
 

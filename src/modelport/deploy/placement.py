@@ -24,8 +24,13 @@ rounds with OR-Tools CP-SAT, with a proven bound and the greedy baseline beside 
    whose packing still loses more than ``LOSS`` of the cost become one unit per node
    (exact there, identical nodes used in fleet order). Models without headroom are
    relaxations of the problem (or the problem itself), so the reported bound is the
-   best any of them proved.
-5. **Tie-break** once, on the solution the cheapest plan came from: a short solve
+   best any of them proved. The rounds stop at ``NEIGHBOURHOOD`` of the time before the
+   end.
+5. **Search** exactly around the best packed plan (:mod:`~modelport.deploy.neighbourhood`):
+   free a few paid nodes, place their deployments again with every other replica fixed,
+   keep the move when the plan costs no more. If that finds a cheaper plan, the
+   tie-break below has no model solution to start from and its time goes to the search.
+6. **Tie-break** once, on the solution the cheapest plan came from: a short solve
    (``TIE_BREAK`` of the time, kept back for it) minimises network latency at that
    cost; its plan replaces the cheapest one if it packs at no higher cost.
 
@@ -58,6 +63,7 @@ from modelport.deploy import cpsat, explain
 from modelport.deploy.greedy import complete, greedy_place
 from modelport.deploy.improve import close_nodes
 from modelport.deploy.model import Problem
+from modelport.deploy.neighbourhood import cost as _cost
 from modelport.deploy.neighbourhood import improve
 from modelport.deploy.packing import pack_group, pack_partial
 from modelport.deploy.plan import (
@@ -397,11 +403,6 @@ def _cheapest(problem: Problem, *plans: Counts | None) -> Counts | None:
     """The cheapest of the plans given (the first on ties); None when there are none."""
     found = [c for c in plans if c]
     return min(found, key=lambda c: _cost(problem, c)) if found else None
-
-
-def _cost(problem: Problem, counts: Counts) -> int:
-    used = {i for (_, i), r in counts.items() if r > 0}
-    return sum(round(problem.nodes[i].cost_per_hour * cpsat.COST_SCALE) for i in used)
 
 
 def _placements(problem: Problem, counts: Counts) -> tuple[Placement, ...]:

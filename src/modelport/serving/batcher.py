@@ -173,7 +173,7 @@ class Executor:
         async with self._slots:
             loop = asyncio.get_running_loop()
             t0 = time.perf_counter_ns()
-            out = await loop.run_in_executor(self._pool, self._call, inputs, run or self._run)
+            out = await loop.run_in_executor(self._pool, self._call, inputs, run)
             return out, t0, time.perf_counter_ns()
 
     async def _submit_split(self, inputs: Arrays, rows: int, parts: int) -> tuple[Arrays, Timing]:
