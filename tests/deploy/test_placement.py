@@ -108,12 +108,14 @@ def brute_force(problem: Problem) -> float | None:
     for combo in itertools.product(*options):
         cpu = [0.0] * len(problem.nodes)
         mem = [0.0] * len(problem.nodes)
+        acc = [0] * len(problem.nodes)
         for d, vec in zip(problem.deployments, combo, strict=True):
             for k, r in enumerate(vec):
                 cpu[k] += r * d.profile.cpu
                 mem[k] += r * d.profile.memory_mb
+                acc[k] += r * d.profile.accelerators
         if any(
-            cpu[k] > n.cpu + 1e-9 or mem[k] > n.memory_mb + 1e-9
+            cpu[k] > n.cpu + 1e-9 or mem[k] > n.memory_mb + 1e-9 or acc[k] > n.accelerators
             for k, n in enumerate(problem.nodes)
         ):
             continue
@@ -255,6 +257,91 @@ def test_identical_nodes_are_grouped_and_still_optimal():
     assert plan.cost >= math.ceil(need / (32768 + 8192)) * 1.0 - 1e-9
     assert plan.status in ("optimal", "feasible")
     assert plan.cost <= plan.greedy.cost
+
+
+def gpu_problem(seed: int) -> Problem:
+    """GPU nodes with one or two accelerators at two prices beside a CPU node; two or
+    three deployments that need one accelerator per replica, one that needs none."""
+    rng = random.Random(seed)
+    nodes = [Node("cpu", "cloud", 8, 16384, 0.3, "dc")]
+    for k in range(rng.choice([2, 3])):
+        acc = rng.choice([1, 2])
+        cost = rng.choice([1.0, 1.6]) * acc
+        nodes.append(Node(f"gpu{k}", "cloud", 8, 16384, cost, "dc", acc, {"gpu": "1"}))
+    deps = [
+        Deployment(
+            f"g{k}",
+            f"g{k}:1",
+            ReplicaProfile(1, rng.choice([2048, 4096]), 100.0, 5, 1),
+            {"dc": float(rng.choice([60, 150]))},
+            50,
+            1,
+            None,
+            Constraints(labels={"gpu": "1"}),
+        )
+        for k in range(rng.choice([2, 3]))
+    ]
+    deps.append(Deployment("c", "c:1", ReplicaProfile(2, 4096, 50.0, 5), {"dc": 80.0}, 50))
+    return Problem(tuple(nodes), (), tuple(deps))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_accelerator_covers_keep_the_brute_force_optimum(seed: int):
+    """The accelerator cover rows are implied by the model: with them the solver still
+    finds exactly the cheapest plan, or says infeasible when there is none."""
+    problem = gpu_problem(seed)
+    expected = brute_force(problem)
+    plan = solve(problem, time_limit=LIMIT)
+    if expected is None:
+        assert plan.status == "infeasible"
+        return
+    assert plan.status == "optimal", plan.explanation
+    assert plan.cost == pytest.approx(expected)
+    assert check_placements(problem, plan.placements) == []
+
+
+def test_accelerator_cover_rows_round_the_gpu_node_count():
+    """Seven one-GPU replicas that can only run on four-GPU nodes of two regions: the
+    model states that those nodes hold at least seven accelerators, a row CP-SAT rounds
+    to two nodes where the LP would pay for 1.75. An infeasibility core must still be
+    able to name the deployments, so models built with assumptions leave the row out."""
+    from modelport.deploy import cpsat
+
+    nodes = tuple(
+        Node(f"g{k}", "cloud", 48, 196_608, 5.67, region, 4, {"gpu": "true"})
+        for k, region in enumerate(["eu", "us"] * 2)
+    )
+    deps = tuple(
+        Deployment(
+            f"m{k}",
+            f"m{k}:1",
+            ReplicaProfile(1, 4096, 800.0, 10, 1),
+            {},
+            100,
+            1,
+            None,
+            Constraints(labels={"gpu": "true"}),
+        )
+        for k in range(7)
+    )
+    problem = Problem(nodes, (), deps)
+    units = cpsat.node_groups(problem)
+    assert len(units) == 2  # one unit per region
+
+    def covers(b: cpsat.Model) -> list[tuple[list[int], int]]:
+        u = {v.index for v in b.u.values()}
+        rows = []
+        for c in b.model.proto.constraints:
+            lin = c.linear
+            if c.has_linear() and set(lin.vars) == u:
+                rows.append((list(lin.coeffs), lin.domain[0]))
+        return rows
+
+    assert covers(cpsat.build(problem, units)) == [([4, 4], 7)]
+    assert covers(cpsat.build(problem, units, assumptions=True)) == []
+    plan = solve(problem, time_limit=LIMIT)
+    assert plan.status == "optimal"
+    assert plan.cost == pytest.approx(2 * 5.67)
 
 
 # ----------------------------------------------------------------------------- edge

@@ -17,7 +17,8 @@ Constraints, per unit: cores, memory and accelerators ``≤ capacity · U``; at 
 site for spread=site; and demand by Hall's condition — every set of client sites gets at
 least its total demand from the replicas that reach one of them within the latency
 objective (equivalent to routing flows, without a variable per node and site; more than
-six client sites use flow variables instead). Objective: Σ cost · U.
+six client sites use flow variables instead). Across units: accelerator cover rows
+(see :func:`_covers`). Objective: Σ cost · U.
 
 Example:
     >>> from modelport.deploy.model import Deployment, Node, Problem, ReplicaProfile
@@ -182,8 +183,44 @@ def build(
                 c.only_enforce_if(lit)
     for k, items in sorted(per_unit.items()):
         _unit(problem, b, k, items, headroom if len(b.units[k]) > 1 else 0.0)
+    if not assumptions:  # an unconditional row would hide deployments from the core
+        _covers(problem, b, per_unit)
     _order_mirrors(problem, b)
     return b
+
+
+def _covers(problem: Problem, b: Model, per_unit: Mapping[int, list[tuple[int, Any]]]) -> None:
+    """Accelerator cover rows: the deployments whose replicas can only go to a set of
+    units need their accelerators there, ``Σ accelerators·U ≥ Σ replicas·accelerators``.
+
+    The rows are implied by the model, but stated once they let CP-SAT round: 30
+    one-GPU replicas on four-GPU nodes take 8 nodes where the LP pays for 7.5. On the
+    tight 500 × 100 benchmark fleet that lifted the proven bound from 69.08 to 70.77.
+    A row is stated only where it rounds (the accelerators wanted are not a multiple of
+    the nodes' common divisor): elsewhere it restates the LP, and on the plain 500 × 100
+    fleet such a row left worse plans in 60 s (gaps 0.9–2.9% in seven runs, against
+    0.6–1.4% without). The same rows for cores and memory, whose capacities are large
+    numbers, raised no bound.
+    """
+    nodes, deps = problem.nodes, problem.deployments
+    where: dict[int, set[int]] = defaultdict(set)
+    for k, items in per_unit.items():
+        for di, _ in items:
+            where[di].add(k)
+    need: dict[int, int] = {}
+    for di, ks in where.items():
+        d = deps[di]
+        profiles = [problem.profile_on(d, nodes[b.units[k][0]]) for k in ks]
+        least = min(p.accelerators for p in profiles)
+        if least:
+            rps = max(p.rps_per_replica for p in profiles)
+            replicas = max(d.min_replicas, math.ceil(sum(d.demand.values()) / rps - 1e-9))
+            need[di] = replicas * least
+    for c in sorted({frozenset(where[di]) for di in need}, key=sorted):
+        want = sum(n for di, n in need.items() if where[di] <= c)
+        has = [(nodes[b.units[k][0]].accelerators, b.u[k]) for k in sorted(c)]
+        if want % math.gcd(*(a for a, _ in has)):
+            b.model.add(sum(a * u for a, u in has if a) >= want)
 
 
 def _deployment(problem: Problem, b: Model, d: Deployment, xs: list[tuple[int, Any]]) -> list[Any]:
