@@ -3,7 +3,8 @@
 Same models, same requests, one run, printed side by side:
 
 - models: a logistic regression on breast_cancer (tabular, microseconds of compute) and
-  a small transformer encoder over 8 token ids (milliseconds of compute);
+  a small transformer encoder over 8 token ids (milliseconds of compute); a wide MLP
+  (~1.4 ms at batch 1, memory-bound) joins the dynamic batching comparison only;
 - servers, one at a time, each as its own process on 127.0.0.1: modelport (`modelport
   serve`, one process, and ``--workers 2`` to use both cores), the bare endpoint
   (``bare_endpoint.py``: uvicorn + httptools + uvloop + orjson + ONNX Runtime, no
@@ -12,10 +13,13 @@ Same models, same requests, one run, printed side by side:
   use), and in-process ONNX Runtime calls (the limit);
 - load: ``wrk`` (closed loop, keep-alive, one thread) at concurrency 1/8/32, batch
   1/64, V2 JSON and binary bodies. Prints req/s, rows/s, p50 and p99 and the ratios;
-  then dynamic batching on/off for the transformer at concurrency 32, and memory:
+  then dynamic batching on/off for the transformer and the MLP at concurrency 32 (with
+  the model's own gain from batch 64 in process beside it), and memory:
   idle RSS with one small model and RSS after 50 load/unload cycles.
 
-Environment: MODELPORT_BENCH_SECONDS (default 3) per point; MODELPORT_BENCH_QUICK=1
+Environment: MODELPORT_BENCH_SECONDS (default 3) per point, after
+MODELPORT_BENCH_WARMUP (default 1) seconds of the same load that are not measured;
+MODELPORT_BENCH_QUICK=1
 for a reduced matrix. Results also go to benchmarks/results/serving.json.
 """
 
@@ -41,11 +45,20 @@ from benchmarks.app_cost import app_cost, report
 
 HERE = Path(__file__).resolve().parent
 SECONDS = float(os.environ.get("MODELPORT_BENCH_SECONDS", "3"))
+WARMUP = int(os.environ.get("MODELPORT_BENCH_WARMUP", "1"))  # whole seconds (wrk's unit)
 QUICK = os.environ.get("MODELPORT_BENCH_QUICK") == "1"
 MLSERVER_VENV = HERE / ".venvs" / "mlserver"
 CONCURRENCY = [1, 8, 32]
 BATCHES = [1, 64]
 ENCODINGS = ["json", "binary"]
+#: The matrix's models; the wide MLP is only in the dynamic batching comparison.
+MATRIX = ("tabular", "transformer")
+MLP_IN, MLP_WIDTH = 512, 2048
+#: Models in the dynamic batching comparison.
+BATCHED = ("transformer", "mlp")
+#: Alternating rounds of the headline points and of batching on/off.
+ROUNDS = int(os.environ.get("MODELPORT_BENCH_ROUNDS", "5"))
+BATCH_ROUNDS = 3
 
 
 @dataclass
@@ -107,13 +120,37 @@ def build_models(root: Path) -> dict[str, Path]:
         opset_version=17,
         dynamo=False,
     )
-    return {"tabular": tab, "transformer": tr}
+    # A wide MLP (deep tabular / recommendation tower): at batch 1 its call streams
+    # ~36 MB of weights for little arithmetic, so merging requests pays on a CPU.
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(MLP_IN, MLP_WIDTH),
+        torch.nn.ReLU(),
+        torch.nn.Linear(MLP_WIDTH, MLP_WIDTH),
+        torch.nn.ReLU(),
+        torch.nn.Linear(MLP_WIDTH, MLP_WIDTH),
+        torch.nn.ReLU(),
+        torch.nn.Linear(MLP_WIDTH, 2),
+    ).eval()
+    wide = root / "mlp.onnx"
+    torch.onnx.export(
+        mlp,
+        (torch.zeros(1, MLP_IN),),
+        str(wide),
+        input_names=["features"],
+        output_names=["scores"],
+        dynamic_axes={"features": {0: "batch"}, "scores": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return {"tabular": tab, "transformer": tr, "mlp": wide}
 
 
 def inputs_for(model: str, batch: int) -> tuple[str, str, np.ndarray]:
     rng = np.random.default_rng(0)
     if model == "tabular":
         return "X", "FP32", rng.normal(10, 5, (batch, 30)).astype(np.float32)
+    if model == "mlp":
+        return "features", "FP32", rng.normal(0, 1, (batch, MLP_IN)).astype(np.float32)
     return "input_ids", "INT64", rng.integers(0, 1000, (batch, 8)).astype(np.int64)
 
 
@@ -290,7 +327,12 @@ def start_mlserver(
 
 
 def wrk(
-    url: str, body: bytes, headers: dict[str, str], concurrency: int, work: Path
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    concurrency: int,
+    work: Path,
+    seconds: float | None = None,
 ) -> tuple[float, float, float, int]:
     body_file = work / "body.bin"
     body_file.write_bytes(body)
@@ -308,7 +350,7 @@ def wrk(
             "wrk",
             "-t1",
             f"-c{concurrency}",
-            f"-d{SECONDS:g}s",
+            f"-d{seconds or SECONDS:g}s",
             "--timeout",
             "30s",
             "--latency",
@@ -318,7 +360,7 @@ def wrk(
         ],
         capture_output=True,
         text=True,
-        timeout=SECONDS + 60,
+        timeout=(seconds or SECONDS) + 60,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"\s(50|99)%\s+([\d.]+\w+)", out))
@@ -360,6 +402,8 @@ def measure(
                     )
                     continue
                 for c in CONCURRENCY:
+                    if WARMUP:  # the same load, not measured: the last point's wake settles
+                        wrk(server.url + path.format(m=model), body, headers, c, work, WARMUP)
                     rps, p50, p99, errors = wrk(
                         server.url + path.format(m=model), body, headers, c, work
                     )
@@ -371,6 +415,29 @@ def measure(
                         flush=True,
                     )
     return points
+
+
+def alternate(
+    servers: list[Server], model: str, batch: int, enc: str, c: int, work: Path, rounds: int
+) -> dict[str, list[tuple[float, float]]]:
+    """(req/s, p99 ms) of each server in ``rounds`` rounds, the servers taking turns
+    (the first one moving each round), so that a slow spell of the machine falls on
+    all of them rather than on one."""
+    body, headers = request_body(model, batch, enc)
+    runs: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}
+    for r in range(rounds):
+        k = r % len(servers)
+        for s in servers[k:] + servers[:k]:
+            url = s.url + f"/v2/models/{model}/infer"
+            if WARMUP:
+                wrk(url, body, headers, c, work, WARMUP)
+            rps, _, p99, _ = wrk(url, body, headers, c, work)
+            runs[s.name].append((rps, p99))
+    return runs
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
 
 
 def in_process(models: dict[str, Path]) -> dict[tuple[str, int], float]:
@@ -427,7 +494,7 @@ def table(points: list[Point], limit: dict[tuple[str, int], float]) -> None:
     for s in servers:
         head += f" {s + ' req/s':>15} {'p50':>6} {'p99':>6} |"
     head += f" {'mp/bare':>7} {'mp/mls':>7} {'mp/mlsd':>7} {'2w/bare':>7} {'2w/mls':>7}"
-    head += f" {'rows/s mp':>10} {'ORT limit':>10}"
+    head += f" {'rows/s mp':>10} {'ORT rows/s':>10}"
     print("\n" + head)
     print("-" * len(head))
     keys = sorted(
@@ -451,7 +518,7 @@ def table(points: list[Point], limit: dict[tuple[str, int], float]) -> None:
         mlsd = by.get(("mls-default", model, batch, enc, c))
         row += f" {ratio(mp, bare)} {ratio(mp, mls)} {ratio(mp, mlsd)} {ratio(mp2, bare)}"
         row += f" {ratio(mp2, mls)}"
-        row += f" {mp.rows_per_s if mp else 0:>10.0f} {limit.get((model, batch), 0):>10.0f}"
+        row += f" {mp.rows_per_s if mp else 0:>10.0f} {limit.get((model, batch), 0) * batch:>10.0f}"
         print(row)
 
 
@@ -464,6 +531,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="mp-bench-"))
     try:
         models = build_models(work)
+        matrix = {m: models[m] for m in MATRIX}
         home = work / "home"
         env_home = {**os.environ, "MODELPORT_HOME": str(home)}
         for name, path in models.items():
@@ -487,16 +555,16 @@ def main() -> None:
             )
         )
         print("modelport:")
-        s = start_modelport(home, list(models))
-        points += measure(s, work, list(models), ENCODINGS)
+        s = start_modelport(home, list(matrix))
+        points += measure(s, work, list(matrix), ENCODINGS)
         s.stop()
         print("modelport --workers 2 (both cores):")
-        s = start_modelport(home, list(models), ["--workers", "2"], name="mp-2w")
-        points += measure(s, work, list(models), ENCODINGS)
+        s = start_modelport(home, list(matrix), ["--workers", "2"], name="mp-2w")
+        points += measure(s, work, list(matrix), ENCODINGS)
         s.stop()
         print("bare endpoint:")
-        s = start_bare(models)
-        points += measure(s, work, list(models), ENCODINGS)
+        s = start_bare(matrix)
+        points += measure(s, work, list(matrix), ENCODINGS)
         s.stop()
         python = ensure_mlserver()
         if python is not None:
@@ -506,32 +574,75 @@ def main() -> None:
             ):
                 print(f"MLServer 1.7.1 ({label}; binary tensors unsupported → JSON only):")
                 try:
-                    s = start_mlserver(python, models, work, tuned=tuned)
-                    points += measure(s, work, list(models), ["json"])
+                    s = start_mlserver(python, matrix, work, tuned=tuned)
+                    points += measure(s, work, list(matrix), ["json"])
                     s.stop()
                 except RuntimeError as e:
                     print(f"  MLServer failed to start: {e}")
         table(points, limit)
 
-        print("\ndynamic batching, transformer, batch 1, binary, concurrency 32:")
-        body, headers = request_body("transformer", 1, "binary")
-        batching = {}
-        for label, extra in (
-            ("off", []),
-            ("on (max 32, 2 ms)", ["--max-batch-size", "32", "--max-queue-delay-us", "2000"]),
-        ):
-            s = start_modelport(home, ["transformer"], extra)
-            rps, p50, p99, errors = wrk(
-                s.url + "/v2/models/transformer/infer", body, headers, 32, work
-            )
-            s.stop()
-            batching[label] = rps
+        headline: dict[str, dict[str, object]] = {}
+        if python is not None:
             print(
-                f"  batching {label:<18} {rps:>8.0f} req/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms"
-                + (f"  errors {errors}" if errors else "")
+                f"\nalternating, tabular batch 1 JSON ({ROUNDS} rounds of {SECONDS:g} s each;"
+                " median [min–max]):"
             )
-        values = list(batching.values())
-        print(f"  ratio on/off: {values[1] / values[0]:.2f}×")
+            trio = [
+                start_modelport(home, list(matrix)),
+                start_bare(matrix),
+                start_mlserver(python, matrix, work, tuned=True),
+            ]
+            for c in (1, 32):
+                runs = alternate(trio, "tabular", 1, "json", c, work, ROUNDS)
+                med = {n: _median([r for r, _ in v]) for n, v in runs.items()}
+                for name, v in runs.items():
+                    rps = [r for r, _ in v]
+                    print(
+                        f"  c{c:<3} {name:<9} {med[name]:>8.0f} req/s"
+                        f" [{min(rps):.0f}–{max(rps):.0f}]"
+                        f"  p99 {_median([p for _, p in v]):.2f} ms"
+                        f" [{min(p for _, p in v):.2f}–{max(p for _, p in v):.2f}]"
+                    )
+                print(
+                    f"  c{c:<3} modelport/MLServer {med['modelport'] / med['mlserver']:.2f}×"
+                    f"  modelport/bare {med['modelport'] / med['bare']:.2f}×"
+                )
+                headline[f"c{c}"] = {"runs": runs, "median_rps": med}
+            for server in trio:
+                server.stop()
+
+        batching: dict[str, dict[str, object]] = {}
+        for model in BATCHED:
+            print(
+                f"\ndynamic batching, {model}, batch 1, binary, concurrency 32"
+                f" ({BATCH_ROUNDS} alternating rounds; median [min–max]):"
+            )
+            pair = [
+                start_modelport(home, [model], name="off"),
+                start_modelport(
+                    home,
+                    [model],
+                    ["--max-batch-size", "32", "--max-queue-delay-us", "2000"],
+                    name="on",
+                ),
+            ]
+            runs = alternate(pair, model, 1, "binary", 32, work, BATCH_ROUNDS)
+            for server in pair:
+                server.stop()
+            med = {n: _median([r for r, _ in v]) for n, v in runs.items()}
+            for label, v in runs.items():
+                rps = [r for r, _ in v]
+                print(
+                    f"  batching {label:<4} {med[label]:>8.0f} req/s"
+                    f" [{min(rps):.0f}–{max(rps):.0f}]"
+                    f"  p99 {_median([p for _, p in v]):.1f} ms"
+                )
+            ceiling = limit[(model, 64)] * 64 / limit[(model, 1)]
+            print(
+                f"  ratio on/off: {med['on'] / med['off']:.2f}×  (in process, 1 thread, rows/s"
+                f" at batch 64 against batch 1: {ceiling:.2f}×)"
+            )
+            batching[model] = {"runs": runs, "median_rps": med, "in_process_gain": ceiling}
 
         print("\nmemory (modelport, one small model):")
         mem = memory(home)
@@ -548,6 +659,7 @@ def main() -> None:
                     "points": [asdict(p) for p in points],
                     "ort_limit": {f"{m}/b{b}": v for (m, b), v in limit.items()},
                     "batching": batching,
+                    "alternating": headline,
                     "memory": mem,
                     "seconds_per_point": SECONDS,
                 },
