@@ -220,7 +220,7 @@ def _covers(problem: Problem, b: Model, per_unit: Mapping[int, list[tuple[int, A
         want = sum(n for di, n in need.items() if where[di] <= c)
         has = [(nodes[b.units[k][0]].accelerators, b.u[k]) for k in sorted(c)]
         if want % math.gcd(*(a for a, _ in has)):
-            b.model.add(sum(a * u for a, u in has if a) >= want)
+            b.model.add(sum(a * u for a, u in has) >= want)
 
 
 def _deployment(problem: Problem, b: Model, d: Deployment, xs: list[tuple[int, Any]]) -> list[Any]:
