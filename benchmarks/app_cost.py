@@ -4,9 +4,13 @@ The same ASGI call a server makes for ``POST /v2/models/tabular/infer`` — rout
 reading the body, decoding, validation, the model, statistics, monitoring, encoding —
 timed in a loop against the bare endpoint's application; and the listener's inline path
 (``RestApp.infer_now``, what the HTTP listener calls for an inline model instead of the
-ASGI application). Minimum over many short runs,
+ASGI application); and the whole request through an HTTP listener — the request's
+bytes fed to a connection in memory, parsed, answered and written — for the bare
+endpoint under uvicorn's own protocol and for modelport under its listener
+(``serving/http_inline.py``). Minimum over many short runs,
 so the figure holds on a busy machine; the difference between the rows is what each
-feature costs a request, without the HTTP server and kernel time both pay alike.
+feature costs a request; the listener rows add what the HTTP server costs, without the
+kernel time both pay alike.
 """
 
 from __future__ import annotations
@@ -77,6 +81,61 @@ def _inline_call(app: Any, body: bytes, headers: dict[str, str]) -> Callable[[],
     return call
 
 
+class _Transport(asyncio.Transport):
+    """A connection in memory: what the protocol writes is dropped."""
+
+    closed = False
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:  # the keep-alive timer, once the runs are over
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+
+def _listener_call(
+    app: Any, http: Any, body: bytes, headers: dict[str, str]
+) -> Callable[[], Awaitable[None]]:
+    """The request's bytes fed to a connection of uvicorn protocol ``http`` serving
+    ``app``, then loop turns until the response is complete: parsing, the listener's
+    per-request work and the application, without the kernel."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    lines = ["POST /v2/models/tabular/infer HTTP/1.1", "host: 127.0.0.1:8000"]
+    lines += [f"content-length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    config = uvicorn.Config(app, http=http, lifespan="off", log_level="warning")
+    config.load()
+    done: list[bool] = []
+
+    class Timed(config.http_protocol_class):  # type: ignore[misc,name-defined]
+        def on_response_complete(self) -> None:
+            done.append(True)
+            super().on_response_complete()
+
+    protocol = Timed(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    protocol.connection_made(_Transport())
+
+    async def call() -> None:
+        protocol.data_received(request)
+        while not done:
+            await asyncio.sleep(0)
+        done.clear()
+
+    return call
+
+
 async def _measure(
     home: Path, model: Path, requests: dict[str, tuple[bytes, dict[str, str]]]
 ) -> dict[str, dict[str, float]]:
@@ -117,6 +176,17 @@ async def _measure(
     out[label] = {}
     for point, (body, headers) in requests.items():
         out[label][point] = await _per_request_us(_inline_call(inline, body, headers))
+    from modelport.serving.http_inline import protocol_class
+
+    listeners = {
+        "bare endpoint, uvicorn": (variants["bare endpoint"], "httptools"),
+        "modelport, its listener": (inline.asgi, protocol_class(inline.rest, inline.asgi)),
+    }
+    for label, (app, http) in listeners.items():
+        out[label] = {}
+        for point, (body, headers) in requests.items():
+            call = _listener_call(app, http, body, headers)
+            out[label][point] = await _per_request_us(call)
     for app in apps:
         await app.close()
     return out
@@ -146,3 +216,8 @@ def report(costs: dict[str, dict[str, float]]) -> None:
     print(f"  {'metrics cost':<28}" + "".join(f"{metrics[p] - base[p]:>12.1f}" for p in points))
     print(f"  {'all monitoring cost':<28}" + "".join(f"{full[p] - base[p]:>12.1f}" for p in points))
     print(f"  {'modelport − bare':<28}" + "".join(f"{full[p] - bare[p]:>12.1f}" for p in points))
+    mine, theirs = costs["modelport, its listener"], costs["bare endpoint, uvicorn"]
+    print(
+        f"  {'listener: modelport − bare':<28}"
+        + "".join(f"{mine[p] - theirs[p]:>12.1f}" for p in points)
+    )

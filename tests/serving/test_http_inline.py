@@ -1,18 +1,20 @@
 """The HTTP listener's inline infer path (serving/http_inline.py), over raw sockets.
 
-Requests to a known infer route of an inline model are answered on the parser's
-callback with one write; everything else takes uvicorn's ASGI path. These tests check
+Requests to a known infer route of an inline model are answered from a loop callback
+with one write, without an ASGI task; everything else takes uvicorn's ASGI path. These tests check
 that both paths give the same answers and that HTTP/1.1 still holds: pipelining, bodies
-in pieces, large and compressed bodies, HTTP/1.0, draining.
+in pieces, large and compressed bodies, HTTP/1.0, draining, and a graceful shutdown
+or a client that is not reading while an inline request is under way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -162,12 +164,17 @@ def test_errors_and_statistics_on_the_inline_path(server: Served, spy: list[Any]
 def test_pipelined_requests_are_answered_in_order(server: Served, spy: list[Any]):
     one = post("/v2/models/iris/infer", infer_body(1))
     two = post("/v2/models/iris/infer", infer_body(2))
-    pieces = [one + get("/v2/health/ready") + two + post("/v2/models/iris/infer", b"{") + one]
-    answers, closed = exchange(port_of(server), pieces, 5)
-    assert [a[0] for a in answers] == [200, 200, 200, 400, 200]
-    assert json.loads(answers[1][2]) == {"ready": True}
-    assert [len(outputs(a[2])["label"]) for a in (answers[0], answers[2], answers[4])] == [1, 2, 1]
+    # declined by the inline path, answered by the ASGI path in its turn
+    three = post("/v2/models/iris/infer", gzip.compress(infer_body(3)), content_encoding="gzip")
+    bad = post("/v2/models/iris/infer", b"{")
+    pieces = [one + three + get("/v2/health/ready") + two + bad + one]
+    answers, closed = exchange(port_of(server), pieces, 6)
+    assert [a[0] for a in answers] == [200, 200, 200, 200, 400, 200]
+    assert json.loads(answers[2][2]) == {"ready": True}
+    rows = [len(outputs(answers[k][2])["label"]) for k in (0, 1, 3, 5)]
+    assert rows == [1, 3, 2, 1]
     assert not closed
+    assert spy.count(None) == 1  # the compressed one was handed on
 
 
 def test_body_arriving_in_pieces(server: Served, spy: list[Any]):
@@ -287,3 +294,116 @@ def test_inline_path_over_tls(serving_home: Settings, tmp_path):
         assert all(a is not None for a in seen)  # the 2nd and 3rd answered inline
     finally:
         thread.stop()
+
+
+class _Transport(asyncio.Transport):
+    """What the protocol writes, in memory (the protocol under test is the real one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def on_server_loop(served: Served, test: Callable[[Any, _Transport], Awaitable[None]]) -> None:
+    """Run ``test(protocol, transport)`` on the server's event loop, with a new
+    connection of the server's own protocol class."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    assert served.handle is not None
+    app = served.handle.app
+    cls = protocol_class(app.rest, app.asgi)
+
+    async def run() -> None:
+        config = uvicorn.Config(app.asgi, http=cls, lifespan="off", log_level="warning")
+        config.load()
+        protocol = config.http_protocol_class(
+            config=config,
+            server_state=ServerState(),
+            app_state={},
+            _loop=asyncio.get_running_loop(),
+        )
+        transport = _Transport()
+        protocol.connection_made(transport)
+        await test(protocol, transport)
+        protocol.connection_lost(None)
+
+    asyncio.run_coroutine_threadsafe(run(), served.handle._loop).result(30)
+
+
+async def turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_shutdown_answers_a_request_read_but_not_yet_answered(server: Served, spy: list[Any]):
+    async def test(protocol: Any, transport: _Transport) -> None:
+        protocol.data_received(post("/v2/models/iris/infer", infer_body(2)))
+        assert transport.out == b""  # answered on the loop's next turn
+        protocol.shutdown()
+        assert transport.out.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"connection: close\r\n" in transport.out
+        assert transport.closed
+        assert len(outputs(bytes(transport.out).split(b"\r\n\r\n", 1)[1])["label"]) == 2
+        await turns()  # the loop callback finds nothing left to answer
+        assert transport.out.count(b"HTTP/1.1") == 1
+
+    on_server_loop(server, test)
+    assert len(spy) == 1
+
+
+def test_shutdown_while_a_body_arrives_answers_it_then_closes(server: Served, spy: list[Any]):
+    request = post("/v2/models/iris/infer", infer_body(3))
+    cut = request.index(b"\r\n\r\n") + 12
+
+    async def test(protocol: Any, transport: _Transport) -> None:
+        protocol.data_received(request[:cut])
+        protocol.shutdown()
+        assert not transport.closed  # the request is on its way: not dropped
+        protocol.data_received(request[cut:])
+        await turns()
+        assert transport.out.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"connection: close\r\n" in transport.out
+        assert transport.closed
+
+    on_server_loop(server, test)
+    assert len(spy) == 1
+    assert spy[0] is not None
+
+
+def test_a_client_not_reading_is_answered_by_the_asgi_path(server: Served, spy: list[Any]):
+    async def test(protocol: Any, transport: _Transport) -> None:
+        protocol.pause_writing()  # the transport's buffer is full
+        protocol.data_received(post("/v2/models/iris/infer", infer_body(1)))
+        await turns()
+        assert transport.out == b""  # uvicorn waits for the client
+        protocol.resume_writing()
+        for _ in range(100):
+            if transport.out.endswith(b"}"):
+                break
+            await asyncio.sleep(0.01)
+        assert transport.out.startswith(b"HTTP/1.1 200 OK\r\n")
+
+    on_server_loop(server, test)
+    assert spy == []  # never offered to the inline path
