@@ -3,9 +3,8 @@
 uvicorn turns every request into an ASGI task: a scope, a request/response cycle with
 its event, a task on the event loop, a ``receive`` and two ``send`` coroutines, header
 checks and two socket writes. For a model that computes in microseconds that machinery
-costs more than the model and all of modelport's own work together (measured in
-``benchmarks/bench_serving.py``: ~30 µs of the parser's callbacks and the task per
-request, against ~6 µs for the parsing alone).
+costs more than the model: ~30 µs a request on top of the bare endpoint's
+application, measured by ``benchmarks/app_cost.py`` (its listener rows).
 
 :func:`protocol_class` returns a subclass that takes one kind of request off that path:
 a ``POST`` to a known infer route (:attr:`RestApp.infer_routes`) with a body of up to
