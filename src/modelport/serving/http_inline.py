@@ -12,7 +12,7 @@ a ``POST`` to a known infer route (:attr:`RestApp.infer_routes`) with a body of 
 parser's callbacks only collect the URL, the headers and the body — no scope, no cycle,
 no task. Once the body is complete the REST adapter answers it from a loop callback
 (``call_soon``: the requests read in one pass of the loop are answered together, which
-measured ~20% more requests/s at concurrency 32 than answering inside the parser's
+measured 14–20% more requests/s at concurrency 32 than answering inside the parser's
 callback) with :meth:`RestApp.infer_now`, and the response goes out in one write.
 
 Everything else takes uvicorn's path unchanged: other routes and methods, ``Expect:
