@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -202,7 +205,28 @@ def test_workers_share_the_ports_and_stop_together(tmp_path):
 
         client = tg.InferenceServerClient(grpc_addr)
         assert client.is_model_ready("iris")
+        # model control would change one process of two: refused everywhere, and not
+        # offered among the extensions
+        with pytest.raises(tg.InferenceServerException) as refused:
+            client.unload_model("iris")
+        assert refused.value.status() == "StatusCode.FAILED_PRECONDITION"
         client.close()
+        with httpx.Client() as c:
+            assert "model_repository" not in c.get(url + "/v2").json()["extensions"]
+            for action in ("load", "unload"):
+                r = c.post(url + f"/v2/repository/models/iris/{action}")
+                assert r.status_code == 412
+                assert "--workers" in r.json()["error"]
+            assert c.post(url + "/v2/models/iris/infer", json=BODY).status_code == 200
+        cli = subprocess.run(
+            [sys.executable, "-m", "modelport.cli", "server", "unload", "iris", "--url", url],
+            env={**os.environ, "MODELPORT_HOME": str(settings.home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode != 0
+        assert "--workers" in cli.stderr + cli.stdout
     finally:
         code, output = stop_process(proc)
     assert code == 0, output

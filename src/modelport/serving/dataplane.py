@@ -19,6 +19,7 @@ import numpy as np
 from modelport import __version__
 from modelport.core.errors import (
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
     ModelportError,
     NotFound,
@@ -88,7 +89,10 @@ class DataPlane:
     # ---------------------------------------------------------------- metadata
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": "modelport", "version": __version__, "extensions": EXTENSIONS}
+        extensions = EXTENSIONS
+        if self.config.workers > 1:  # model control would reach one process of several
+            extensions = [e for e in EXTENSIONS if e != "model_repository"]
+        return {"name": "modelport", "version": __version__, "extensions": extensions}
 
     def _loaded(self, name: str, version: str | None) -> LoadedVersion:
         return self.manager.resolve(name, version)
@@ -304,6 +308,7 @@ class DataPlane:
         from modelport.core.types import validate_name
 
         validate_name(name)
+        self._one_process("load")
         known = name in self.manager.models
         model = await self.manager.load(name, self.config.for_model(name))
         if model.current is None:
@@ -312,7 +317,19 @@ class DataPlane:
             raise InvalidArgument(f"failed to load model {name!r}: {model.reason}")
 
     async def unload(self, name: str) -> None:
+        self._one_process("unload")
         await self.manager.unload(name)
+
+    def _one_process(self, action: str) -> None:
+        """Model control changes this process only: with ``--workers N`` a request
+        reaches one of N processes, which would then serve different models."""
+        if self.config.workers > 1:
+            raise FailedPrecondition(
+                f"cannot {action} models at run time on a server of {self.config.workers} "
+                "processes (--workers): each request reaches one of them. Move an alias "
+                "in the registry (every process follows it) or restart the server with "
+                "the models to serve"
+            )
 
 
 def _timeout_parameter(request: InferenceRequest) -> float | None:
