@@ -109,16 +109,28 @@ def build_models(root: Path) -> dict[str, Path]:
         def forward(self, ids: torch.Tensor) -> torch.Tensor:
             return self.head(self.enc(self.emb(ids)).mean(1))
 
-    tr = root / "transformer.onnx"
-    torch.onnx.export(
+    def export(
+        module: torch.nn.Module, example: torch.Tensor, name: str, io: tuple[str, str]
+    ) -> Path:
+        """``module`` as ``root/name.onnx``, batch axis dynamic on its input and output."""
+        path = root / f"{name}.onnx"
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=[io[0]],
+            output_names=[io[1]],
+            dynamic_axes={io[0]: {0: "batch"}, io[1]: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        return path
+
+    tr = export(
         Encoder().eval(),
-        (torch.zeros(1, 8, dtype=torch.long),),
-        str(tr),
-        input_names=["input_ids"],
-        output_names=["logits"],
-        dynamic_axes={"input_ids": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
+        torch.zeros(1, 8, dtype=torch.long),
+        "transformer",
+        ("input_ids", "logits"),
     )
     # A wide MLP (deep tabular / recommendation tower): at batch 1 its call streams
     # ~36 MB of weights for little arithmetic, so merging requests pays on a CPU.
@@ -131,17 +143,7 @@ def build_models(root: Path) -> dict[str, Path]:
         torch.nn.ReLU(),
         torch.nn.Linear(MLP_WIDTH, 2),
     ).eval()
-    wide = root / "mlp.onnx"
-    torch.onnx.export(
-        mlp,
-        (torch.zeros(1, MLP_IN),),
-        str(wide),
-        input_names=["features"],
-        output_names=["scores"],
-        dynamic_axes={"features": {0: "batch"}, "scores": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    wide = export(mlp, torch.zeros(1, MLP_IN), "mlp", ("features", "scores"))
     return {"tabular": tab, "transformer": tr, "mlp": wide}
 
 
